@@ -1,0 +1,79 @@
+# Two commands for a newcomer: `make run` and `make test` (see README.md).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+STAMPS := data
+
+# Offline data: use the shared copy of MovieLens beside the checkout when present;
+# otherwise init_dataset.py downloads the official zip (checksum verified).
+SHARED_DATA ?= $(abspath ../shared/data)
+ifneq ($(wildcard $(SHARED_DATA)/ml-100k/u.data),)
+export ML100K_SOURCE ?= $(SHARED_DATA)/ml-100k
+export ML100K_DETAILS ?= $(SHARED_DATA)/ml-100k-details.csv
+export SHARED_DATA_DIR ?= $(SHARED_DATA)
+endif
+
+.PHONY: run serve test init train frontend lint format fuzz bench clean venv
+
+venv: $(STAMPS)/.stamp-venv
+
+$(STAMPS)/.stamp-venv: requirements.txt requirements-dev.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	@mkdir -p $(STAMPS) && touch $@
+
+# Import once; `make init` forces a rerun (idempotent: rows are updated in place).
+$(STAMPS)/.stamp-import: $(STAMPS)/.stamp-venv
+	$(PY) init_dataset.py
+	@touch $@
+
+init: $(STAMPS)/.stamp-venv
+	$(PY) init_dataset.py
+	@touch $(STAMPS)/.stamp-import
+
+# Train once after the import; `make train` retrains.
+$(STAMPS)/.stamp-train: $(STAMPS)/.stamp-import
+	@if [ -f train_evaluate_model.py ]; then $(PY) train_evaluate_model.py; \
+	else echo "train_evaluate_model.py not present yet: serving without a model pack"; fi
+	@touch $@
+
+train: $(STAMPS)/.stamp-import
+	$(PY) train_evaluate_model.py
+	@touch $(STAMPS)/.stamp-train
+
+# Build the Vue front end when Node.js is available; the API works without it.
+frontend:
+	@if [ ! -f frontend/package.json ]; then echo "frontend/ not present: API only"; \
+	elif ! command -v npm >/dev/null 2>&1; then \
+		echo "Node.js/npm not found: skipping the front-end build (API only at /api)"; \
+	elif [ -f frontend/dist/index.html ] && [ -z "$$(find frontend/src frontend/index.html frontend/package.json -newer frontend/dist/index.html 2>/dev/null | head -1)" ]; then \
+		echo "front end is up to date"; \
+	else \
+		cd frontend && npm ci --no-audit --no-fund && npm run build; \
+	fi
+
+run: $(STAMPS)/.stamp-train frontend
+	$(PY) app.py
+
+serve: $(STAMPS)/.stamp-train frontend
+	APP_ENV=production $(BIN)/gunicorn --config gunicorn.conf.py "app:create_app()"
+
+test: $(STAMPS)/.stamp-venv
+	$(BIN)/python -m pytest
+
+lint: $(STAMPS)/.stamp-venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMPS)/.stamp-venv
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: $(STAMPS)/.stamp-venv
+	$(PY) bench/import_bench.py
+
+clean:
+	rm -rf $(VENV) $(STAMPS)/.stamp-* frontend/node_modules frontend/dist

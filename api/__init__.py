@@ -1,0 +1,129 @@
+"""The REST API: shared error handling, extensions and blueprint registration.
+
+Every error body has one shape::
+
+    {"error": {"code": "movie_not_found", "message": "电影不存在"}}
+
+``code`` is a stable English identifier for programs; ``message`` is for people
+(Simplified Chinese). Raise :class:`ApiError` in handlers; a bare ``abort(404)``
+gets a code derived from its status.
+"""
+
+import logging
+
+from flask import jsonify
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from werkzeug.exceptions import HTTPException
+
+logger = logging.getLogger(__name__)
+
+limiter = Limiter(key_func=get_remote_address)
+
+DEFAULT_CODES = {
+    400: ("bad_request", "请求格式不正确"),
+    401: ("unauthorized", "请先登录"),
+    403: ("forbidden", "没有权限执行此操作"),
+    404: ("not_found", "请求的资源不存在"),
+    405: ("method_not_allowed", "不支持该请求方法"),
+    409: ("conflict", "请求与当前状态冲突"),
+    413: ("payload_too_large", "请求体过大"),
+    415: ("unsupported_media_type", "请求必须是 JSON 格式"),
+    422: ("validation_error", "请求参数校验失败"),
+    429: ("rate_limited", "请求过于频繁,请稍后再试"),
+    500: ("internal_error", "服务器内部错误"),
+    503: ("service_unavailable", "服务暂时不可用,请稍后再试"),
+}
+
+
+class ApiError(Exception):
+    """An error with an HTTP status, a stable code and a user-facing message."""
+
+    def __init__(self, status, code, message=None, details=None):
+        super().__init__(code)
+        self.status = status
+        self.code = code
+        self.message = message or DEFAULT_CODES.get(status, ("", "请求失败"))[1]
+        self.details = details
+
+
+def error_response(status, code=None, message=None, details=None, headers=None):
+    """Return the JSON error response every failure goes through."""
+    default_code, default_message = DEFAULT_CODES.get(status, ("error", "请求失败"))
+    body = {
+        "error": {"code": code or default_code, "message": message or default_message}
+    }
+    if details:
+        body["error"]["details"] = details
+    response = jsonify(body)
+    response.status_code = status
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def _validation_details(exc):
+    """Pull webargs/marshmallow field messages out of an aborted request."""
+    data = getattr(exc, "data", None) or {}
+    messages = data.get("messages") if isinstance(data, dict) else None
+    if isinstance(messages, dict) and len(messages) == 1:
+        # webargs nests by location ("json", "query"); the field names matter here.
+        (only,) = messages.values()
+        return only
+    return messages
+
+
+def register_error_handlers(app):
+    """Make every error JSON, at app level so routing 404/405 are covered too."""
+
+    @app.errorhandler(ApiError)
+    def handle_api_error(exc):
+        return error_response(exc.status, exc.code, exc.message, exc.details)
+
+    @app.errorhandler(HTTPException)
+    def handle_http_exception(exc):
+        status = exc.code or 500
+        details = _validation_details(exc)
+        headers = {}
+        if status == 429 and getattr(exc, "retry_after", None):
+            headers["Retry-After"] = str(exc.retry_after)
+        if status == 405 and exc.valid_methods:
+            headers["Allow"] = ", ".join(exc.valid_methods)
+        return error_response(status, details=details, headers=headers)
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
+    def handle_database_down(exc):
+        logger.warning("database unavailable: %s", exc.__class__.__name__)
+        _rollback()
+        return error_response(
+            503, "database_unavailable", "数据库暂时不可用,请稍后再试"
+        )
+
+    @app.errorhandler(IntegrityError)
+    def handle_integrity_error(exc):
+        _rollback()
+        return error_response(409, "conflict", "数据与现有记录冲突")
+
+    @app.errorhandler(Exception)
+    def handle_unexpected(exc):
+        logger.exception("unhandled error")
+        return error_response(500)
+
+
+def _rollback():
+    from models import db
+
+    try:
+        db.session.rollback()
+    except Exception:  # the connection may be gone; the session is discarded anyway
+        logger.debug("rollback failed", exc_info=True)
+
+
+def register_blueprints(app):
+    """Register one blueprint per API area."""
+    from api import admin, auth, chat, movies
+
+    for module in (auth, movies, chat, admin):
+        app.register_blueprint(module.bp)

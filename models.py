@@ -1,0 +1,256 @@
+"""Database models: films, clients, admins, ratings and footprints.
+
+``db`` lives here; the application factory calls ``db.init_app``. Scripts outside
+the app use :func:`make_engine` with the same table metadata.
+"""
+
+from datetime import UTC, date, datetime
+
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+    create_engine,
+    event,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+MYSQL_TABLE_ARGS = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_unicode_ci"}
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+db = SQLAlchemy(model_class=Base)
+
+
+def utcnow():
+    """Return the current UTC time as a naive datetime (what both databases store)."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def iso(value):
+    """Return an ISO 8601 string for a date or datetime, or None."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.replace(microsecond=0).isoformat() + "Z"
+    return value.isoformat()
+
+
+@event.listens_for(Engine, "connect")
+def _configure_sqlite(dbapi_connection, connection_record):
+    """Turn on foreign keys (for cascades), WAL and a busy timeout on SQLite."""
+    module = type(dbapi_connection).__module__
+    if not module.startswith("sqlite3"):
+        return
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=15000")
+    cursor.execute("PRAGMA journal_mode")
+    mode = cursor.fetchone()[0]
+    if mode != "memory":
+        # WAL lets readers run beside the one writer; NORMAL is durable under WAL
+        # except for the last transactions on power loss, not on a process crash.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def make_engine(database_url, **options):
+    """Create an engine outside Flask (scripts), with the app's engine options."""
+    from config import engine_options
+
+    merged = engine_options(database_url)
+    merged.update(options)
+    return create_engine(database_url, **merged)
+
+
+class Movie(db.Model):
+    __tablename__ = "movie"
+    __table_args__ = (
+        Index("ix_movie_click_count", "click_count"),
+        Index("ix_movie_score", "score"),
+        Index("ix_movie_release_date", "release_date"),
+        Index("ix_movie_title", "title"),
+        MYSQL_TABLE_ARGS,
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    title: Mapped[str] = mapped_column(String(255))
+    # Genre names in u.genre order, joined with commas ("Animation,Children's,Comedy").
+    tags: Mapped[str] = mapped_column(String(255), default="")
+    director: Mapped[str | None] = mapped_column(String(255))
+    actors: Mapped[str | None] = mapped_column(String(1024))
+    summary: Mapped[str | None] = mapped_column(Text)
+    # Mean user rating on the 1-5 scale; null while nobody has rated the film.
+    score: Mapped[float | None] = mapped_column(Double)
+    rating_count: Mapped[int] = mapped_column(Integer, default=0)
+    click_count: Mapped[int] = mapped_column(Integer, default=0)
+    release_date: Mapped[date | None] = mapped_column(Date)
+    imdb_id: Mapped[str | None] = mapped_column(String(16))
+    imdb_url: Mapped[str | None] = mapped_column(String(512))
+    poster_url: Mapped[str | None] = mapped_column(String(512))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime, default=utcnow, onupdate=utcnow
+    )
+
+    ratings: Mapped[list["Rating"]] = relationship(
+        back_populates="movie", cascade="all, delete-orphan", passive_deletes=True
+    )
+    footprints: Mapped[list["Footprint"]] = relationship(
+        back_populates="movie", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    @property
+    def tag_list(self):
+        return [tag for tag in (self.tags or "").split(",") if tag]
+
+    @property
+    def year(self):
+        return self.release_date.year if self.release_date else None
+
+    def to_dict(self):
+        """Return the film as the JSON the front end uses."""
+        return {
+            "id": self.id,
+            "title": self.title,
+            "tags": self.tag_list,
+            "director": self.director,
+            "actors": self.actors,
+            "summary": self.summary,
+            "score": round(self.score, 1) if self.score is not None else None,
+            "rating_count": self.rating_count or 0,
+            "click_count": self.click_count or 0,
+            "release_date": iso(self.release_date),
+            "year": self.year,
+            "imdb_id": self.imdb_id,
+            "imdb_url": self.imdb_url,
+            "poster_url": self.poster_url,
+            "poster": f"/posters/{self.id}",
+        }
+
+
+class Client(db.Model):
+    __tablename__ = "client"
+    __table_args__ = (
+        Index("ix_client_source_created", "source", "created_at"),
+        MYSQL_TABLE_ARGS,
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    # Null for imported MovieLens users: they have no password and cannot log in.
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    source: Mapped[str] = mapped_column(String(16), default="registered")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    age: Mapped[int | None] = mapped_column(SmallInteger)
+    gender: Mapped[str | None] = mapped_column(String(1))
+    occupation: Mapped[str | None] = mapped_column(String(32))
+    zip_code: Mapped[str | None] = mapped_column(String(16))
+
+    ratings: Mapped[list["Rating"]] = relationship(
+        back_populates="client", cascade="all, delete-orphan", passive_deletes=True
+    )
+    footprints: Mapped[list["Footprint"]] = relationship(
+        back_populates="client", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    def to_dict(self):
+        """Return the public fields; the password hash never leaves the server."""
+        return {
+            "id": self.id,
+            "username": self.username,
+            "source": self.source,
+            "created_at": iso(self.created_at),
+            "last_login_at": iso(self.last_login_at),
+            "is_active": bool(self.is_active),
+        }
+
+
+class Admin(db.Model):
+    __tablename__ = "admin"
+    __table_args__ = (MYSQL_TABLE_ARGS,)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    def to_dict(self):
+        return {
+            "id": self.id,
+            "username": self.username,
+            "created_at": iso(self.created_at),
+            "last_login_at": iso(self.last_login_at),
+        }
+
+
+class Rating(db.Model):
+    __tablename__ = "rating"
+    __table_args__ = (
+        CheckConstraint("rating BETWEEN 1 AND 5", name="ck_rating_range"),
+        Index("ix_rating_movie", "movie_id"),
+        Index("ix_rating_client_rated_at", "client_id", "rated_at"),
+        MYSQL_TABLE_ARGS,
+    )
+
+    # One rating per client and film: the pair is the key.
+    client_id: Mapped[int] = mapped_column(
+        ForeignKey("client.id", ondelete="CASCADE"), primary_key=True
+    )
+    movie_id: Mapped[int] = mapped_column(
+        ForeignKey("movie.id", ondelete="CASCADE"), primary_key=True
+    )
+    rating: Mapped[int] = mapped_column(SmallInteger)
+    rated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    client: Mapped[Client] = relationship(back_populates="ratings")
+    movie: Mapped[Movie] = relationship(back_populates="ratings")
+
+    def to_dict(self):
+        return {
+            "client_id": self.client_id,
+            "movie_id": self.movie_id,
+            "rating": self.rating,
+            "rated_at": iso(self.rated_at),
+        }
+
+
+class Footprint(db.Model):
+    __tablename__ = "footprint"
+    __table_args__ = (
+        Index("ix_footprint_client_viewed", "client_id", "viewed_at"),
+        Index("ix_footprint_movie", "movie_id"),
+        MYSQL_TABLE_ARGS,
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("client.id", ondelete="CASCADE"))
+    movie_id: Mapped[int] = mapped_column(ForeignKey("movie.id", ondelete="CASCADE"))
+    viewed_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    client: Mapped[Client] = relationship(back_populates="footprints")
+    movie: Mapped[Movie] = relationship(back_populates="footprints")
+
+    def to_dict(self):
+        return {
+            "id": self.id,
+            "movie_id": self.movie_id,
+            "viewed_at": iso(self.viewed_at),
+        }

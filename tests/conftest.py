@@ -1,0 +1,199 @@
+"""Shared fixtures: the app on each database backend, clients and the real data.
+
+Every test that takes ``backend`` (directly or through ``app``, ``db_url``,
+``ml_app`` ...) runs once on SQLite and once on MariaDB. The MariaDB URL comes from
+``TEST_MYSQL_URL``; its database is created when missing. Without a reachable
+server the MariaDB half is skipped with a plain message, except under ``CI=true``,
+where that is a failure.
+
+The real MovieLens files are read from ``SHARED_DATA_DIR`` (default
+``../shared/data`` beside the checkout).
+"""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from app import create_app  # noqa: E402
+from config import testing_settings  # noqa: E402
+from models import db  # noqa: E402
+
+SHARED_DATA = Path(os.environ.get("SHARED_DATA_DIR", ROOT.parent / "shared" / "data"))
+ML100K_DIR = SHARED_DATA / "ml-100k"
+DETAILS_CSV = SHARED_DATA / "ml-100k-details.csv"
+POSTERS_CSV = SHARED_DATA / "movielens-posters" / "movie_poster.csv"
+TEST_MYSQL_URL = os.environ.get(
+    "TEST_MYSQL_URL",
+    "mysql+pymysql://root@127.0.0.1:3306/moviedb_test?charset=utf8mb4",
+)
+ADMIN_PASSWORD = "admin-pass-2026"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+_mysql_state = {}
+
+
+def mysql_url(database_suffix=""):
+    """Return the MariaDB test URL, with ``database_suffix`` added to its database."""
+    url = make_url(TEST_MYSQL_URL)
+    return url.set(database=url.database + database_suffix).render_as_string(
+        hide_password=False
+    )
+
+
+def ensure_mysql_database(url):
+    """Create the database of ``url`` when missing; return an error text or None."""
+    url = make_url(url)
+    if url.database in _mysql_state:
+        return _mysql_state[url.database]
+    engine = create_engine(url.set(database=""), pool_pre_ping=True)
+    try:
+        with engine.connect() as conn:
+            conn.execute(
+                text(
+                    f"CREATE DATABASE IF NOT EXISTS `{url.database}` "
+                    "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+                )
+            )
+        error = None
+    except Exception as exc:  # noqa: BLE001 - any failure means "no server"
+        error = f"{exc.__class__.__name__}: {str(exc).splitlines()[0]}"
+    finally:
+        engine.dispose()
+    _mysql_state[url.database] = error
+    return error
+
+
+def require_mysql(url):
+    error = ensure_mysql_database(url)
+    if error is None:
+        return
+    message = f"MariaDB not reachable at {make_url(url).host}:{make_url(url).port}"
+    if IN_CI:
+        pytest.fail(f"{message} ({error}); CI=true requires the MariaDB half")
+    _mysql_state.setdefault("skipped", 0)
+    _mysql_state["skipped"] += 1
+    pytest.skip(f"{message}: MariaDB half skipped")
+
+
+def pytest_terminal_summary(terminalreporter):
+    skipped = _mysql_state.get("skipped")
+    if skipped:
+        terminalreporter.write_line(
+            f"NOTE: {skipped} MariaDB test(s) SKIPPED: no server at "
+            f"{make_url(TEST_MYSQL_URL).host}:{make_url(TEST_MYSQL_URL).port}. "
+            "Only the SQLite half ran. Start MariaDB or set TEST_MYSQL_URL.",
+            yellow=True,
+            bold=True,
+        )
+
+
+@pytest.fixture(scope="session", params=["sqlite", "mysql"])
+def backend(request):
+    """The database backend under test: every database test runs on both."""
+    if request.param == "mysql":
+        require_mysql(mysql_url())
+    return request.param
+
+
+@pytest.fixture
+def db_url(backend, tmp_path):
+    """An empty database for one test."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'test.db'}"
+    return mysql_url()
+
+
+def make_app(database_url, **overrides):
+    settings = testing_settings(
+        SQLALCHEMY_DATABASE_URI=database_url,
+        SQLALCHEMY_ENGINE_OPTIONS=_engine_options(database_url),
+        **overrides,
+    )
+    return create_app(settings)
+
+
+def _engine_options(database_url):
+    from config import engine_options
+
+    return engine_options(database_url)
+
+
+@pytest.fixture
+def app(db_url, tmp_path):
+    """The app on a fresh, empty schema (tables created per test)."""
+    application = make_app(
+        db_url,
+        MODEL_PATH=str(tmp_path / "model.joblib"),
+        POSTER_DIR=str(tmp_path / "posters"),
+    )
+    with application.app_context():
+        db.drop_all()
+        db.create_all()
+    yield application
+    with application.app_context():
+        db.session.remove()
+        db.drop_all()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture(scope="session")
+def ml_db_url(backend, tmp_path_factory):
+    """A database holding the real MovieLens 100k import, made once per backend.
+
+    Tests that write to it must assert changes relative to what they read first,
+    since other tests share it.
+    """
+    from init_dataset import import_dataset
+
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('ml') / 'movies.db'}"
+    else:
+        url = mysql_url("_ml")
+        require_mysql(url)
+    import_dataset(
+        url,
+        ML100K_DIR,
+        DETAILS_CSV,
+        reset=True,
+        admin_username="root",
+        admin_password=ADMIN_PASSWORD,
+        progress=False,
+    )
+    return url
+
+
+@pytest.fixture(scope="session")
+def ml_app(ml_db_url, tmp_path_factory):
+    """The app on the imported MovieLens database (shared by many tests)."""
+    tmp = tmp_path_factory.mktemp("ml_app")
+    application = make_app(
+        ml_db_url,
+        MODEL_PATH=str(tmp / "model.joblib"),
+        POSTER_DIR=str(tmp / "posters"),
+    )
+    yield application
+    with application.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def ml_client(ml_app):
+    return ml_app.test_client()
