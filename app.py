@@ -10,6 +10,7 @@ from pathlib import Path
 from flask import Flask, current_app, jsonify, send_from_directory
 from flask_cors import CORS
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from api import ApiError, limiter, register_blueprints, register_error_handlers
 from config import INSTANCE_DIR, ConfigError, development_secret_key, load_settings
@@ -29,6 +30,8 @@ def create_app(config=None):
     app = Flask(__name__, instance_path=str(INSTANCE_DIR), static_folder=None)
     settings = dict(config) if config is not None else load_settings()
     app.config.from_mapping(settings)
+    # Chinese messages and latin-1 titles go out as UTF-8 text, not \u escapes.
+    app.json.ensure_ascii = False
     _check_secret_key(app)
 
     db.init_app(app)
@@ -50,7 +53,7 @@ def create_app(config=None):
         logger.info(
             "app started: env=%s database=%s",
             app.config["APP_ENV"],
-            db.engine.url.get_backend_name(),
+            make_url(app.config["SQLALCHEMY_DATABASE_URI"]).get_backend_name(),
         )
     return app
 

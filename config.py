@@ -128,7 +128,6 @@ def load_settings(environ=None, *, load_dotenv_file=True):
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": _bool(env.get("SESSION_COOKIE_SECURE"), False),
         "MAX_CONTENT_LENGTH": 64 * 1024,
-        "JSON_AS_ASCII": False,
         "ADMIN_USERNAME": env.get("ADMIN_USERNAME") or "root",
         "ADMIN_PASSWORD": env.get("ADMIN_PASSWORD") or None,
         "ML100K_SOURCE": env.get("ML100K_SOURCE") or ML100K_URL,
