@@ -117,6 +117,8 @@ def load_settings(environ=None, *, load_dotenv_file=True):
         "CORS_ORIGINS": [o.strip() for o in cors.split(",") if o.strip()],
         "HOST": env.get("HOST") or "127.0.0.1",
         "PORT": _int(env, "PORT", 5000),
+        "WORKERS": _int(env, "WEB_CONCURRENCY", 2),
+        "THREADS": _int(env, "GUNICORN_THREADS", 1),
         "LLM_API_KEY": env.get("LLM_API_KEY") or None,
         "LLM_BASE_URL": env.get("LLM_BASE_URL") or DASHSCOPE_BASE_URL,
         "LLM_MODEL": env.get("LLM_MODEL") or "qwen-plus",

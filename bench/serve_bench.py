@@ -231,8 +231,9 @@ def bench_backend(name, url, args, tmp):
         p50 = statistics.median(r[1] for r in runs)
         p99 = statistics.median(r[2] for r in runs)
         errors = sum(r[3] for r in runs)
+        share = 100 * rate / floor_rate
         print(
-            f"{label:20} {rate:8.0f} {p50:8.2f} {p99:8.2f} {100 * rate / floor_rate:6.0f}%"
+            f"{label:20} {rate:8.0f} {p50:8.2f} {p99:8.2f} {share:6.0f}%"
             f" {p99 / floor_p99:9.2f} {errors:8d}"
         )
 
