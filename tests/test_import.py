@@ -277,3 +277,27 @@ def test_unreachable_database_is_a_clear_error(small_source, capsys):
     assert code == 3
     assert err.startswith("error: database failed (OperationalError)")
     assert len(err.strip().splitlines()) == 1
+
+
+def test_import_failing_half_way_leaves_database_as_it_was(
+    db_url, small_source, monkeypatch
+):
+    import_dataset(db_url, small_source, reset=True, progress=False)
+    before = counts(db_url)
+    toy_story_title = fetch_movie(db_url, 1).title
+
+    # Change the source, then make the write fail after films, users and ratings
+    # were written inside the transaction: nothing of it may remain.
+    item = (small_source / "u.item").read_bytes()
+    (small_source / "u.item").write_bytes(item.replace(b"|Toy Story (1995)|", b"|X|"))
+    lines = (ML100K_DIR / "u.data").read_text().splitlines()[:5000]
+    (small_source / "u.data").write_text("\n".join(lines) + "\n")
+
+    def fail(conn):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(init_dataset, "refresh_movie_scores", fail)
+    with pytest.raises(RuntimeError, match="disk full"):
+        import_dataset(db_url, small_source, progress=False)
+    assert counts(db_url) == before
+    assert fetch_movie(db_url, 1).title == toy_story_title
