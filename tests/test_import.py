@@ -1,8 +1,13 @@
 """init_dataset.py on the real MovieLens 100k files and on small broken copies."""
 
 import hashlib
+import os
 import shutil
+import signal
+import subprocess
+import sys
 import zipfile
+from pathlib import Path
 
 import pytest
 from conftest import DETAILS_CSV, ML100K_DIR
@@ -301,3 +306,25 @@ def test_import_failing_half_way_leaves_database_as_it_was(
         import_dataset(db_url, small_source, progress=False)
     assert counts(db_url) == before
     assert fetch_movie(db_url, 1).title == toy_story_title
+
+
+def test_import_killed_while_writing_leaves_database_as_it_was(db_url, small_source):
+    import_dataset(db_url, small_source, reset=True, progress=False)
+    before = counts(db_url)
+
+    root = Path(init_dataset.__file__).parent
+    command = [sys.executable, str(root / "init_dataset.py"), "--source"]
+    command += [str(ML100K_DIR), "--database-url", db_url]
+    process = subprocess.Popen(
+        command, cwd=root, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL
+    )
+    # The progress bars go to stderr: kill the process once it is writing ratings.
+    seen = b""
+    while b"ratings:" not in seen:
+        chunk = os.read(process.stderr.fileno(), 256)
+        assert chunk, "the import ended before writing ratings"
+        seen += chunk
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
+    assert counts(db_url) == before
