@@ -1,0 +1,155 @@
+"""Sessions, login guards and the cross-site request check for the API.
+
+Clients and admins log in through the same signed cookie session but under separate
+keys (``client_id`` / ``admin_id``). Each key sits beside a fingerprint of the
+account's password hash, so changing or resetting a password ends every other
+session of that account.
+
+Cross-site request forgery: state-changing requests (POST, PUT, PATCH, DELETE) under
+``/api`` must send their body as ``application/json`` (an HTML form cannot do that
+across sites without a CORS preflight, which fails for unknown origins), and when the
+browser sends ``Origin`` it must be this site or one of ``CORS_ORIGINS``.
+"""
+
+import functools
+import hashlib
+import hmac
+from urllib.parse import urlsplit
+
+from flask import current_app, g, request, session
+
+from api import ApiError
+from models import Admin, Client, db
+
+ROLES = ("client", "admin")
+SESSION_KEYS = {"client": "client_id", "admin": "admin_id"}
+FINGERPRINT_KEYS = {"client": "client_auth", "admin": "admin_auth"}
+STATE_CHANGING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def check_origin():
+    """Refuse state-changing API requests from other sites or with non-JSON bodies."""
+    if request.method not in STATE_CHANGING_METHODS:
+        return None
+    if not request.path.startswith("/api/"):
+        return None
+    origin = request.headers.get("Origin")
+    if origin is not None and not _origin_allowed(origin):
+        raise ApiError(403, "origin_not_allowed", "不允许来自该来源的跨站请求")
+    has_body = bool(request.content_length) or request.headers.get(
+        "Transfer-Encoding", ""
+    ).lower() == ("chunked")
+    if has_body and not request.is_json:
+        raise ApiError(415, "unsupported_media_type", "请求体必须是 JSON 格式")
+    return None
+
+
+def _origin_allowed(origin):
+    if origin in current_app.config["CORS_ORIGINS"]:
+        return True
+    # Same origin: the page was served by this app (Origin "null" never matches).
+    return urlsplit(origin).netloc == request.host
+
+
+def password_fingerprint(password_hash):
+    """Return a short keyed digest of a password hash to bind sessions to it."""
+    key = str(current_app.config["SECRET_KEY"]).encode()
+    digest = hmac.new(key, (password_hash or "").encode(), hashlib.sha256)
+    return digest.hexdigest()[:16]
+
+
+def start_session(role, account):
+    """Log ``account`` in as ``role`` in a fresh session (no session fixation)."""
+    session.clear()
+    session.permanent = True
+    session[SESSION_KEYS[role]] = account.id
+    session[FINGERPRINT_KEYS[role]] = password_fingerprint(account.password_hash)
+    g.pop("current_accounts", None)
+
+
+def refresh_session(role, account):
+    """Keep the current session valid after its own account changed password."""
+    session[FINGERPRINT_KEYS[role]] = password_fingerprint(account.password_hash)
+
+
+def end_session():
+    session.clear()
+    g.pop("current_accounts", None)
+
+
+def current_account(role):
+    """Return the logged-in Client or Admin for ``role``, or None (cached)."""
+    cache = g.setdefault("current_accounts", {})
+    if role in cache:
+        return cache[role]
+    account = None
+    account_id = session.get(SESSION_KEYS[role])
+    if account_id is not None:
+        model = Client if role == "client" else Admin
+        account = db.session.get(model, account_id)
+        fingerprint = session.get(FINGERPRINT_KEYS[role])
+        if account is None or not hmac.compare_digest(
+            str(fingerprint), password_fingerprint(account.password_hash)
+        ):
+            account = None
+    cache[role] = account
+    return account
+
+
+def current_client():
+    """Return the active logged-in client, or None (visitors, disabled accounts)."""
+    client = current_account("client")
+    if client is None or not client.is_active:
+        return None
+    return client
+
+
+def current_role():
+    for role in ROLES:
+        if session.get(SESSION_KEYS[role]) is not None:
+            return role
+    return None
+
+
+def require_client():
+    """Return the logged-in client or raise 401/403."""
+    client = current_account("client")
+    if client is None:
+        if current_account("admin") is not None:
+            raise ApiError(403, "client_only", "该操作需要以普通用户身份登录")
+        raise ApiError(401, "login_required", "请先登录")
+    if not client.is_active:
+        raise ApiError(403, "account_disabled", "账号已被禁用")
+    return client
+
+
+def require_admin():
+    """Return the logged-in admin or raise 401 (logged out) / 403 (a client)."""
+    admin = current_account("admin")
+    if admin is not None:
+        return admin
+    if current_account("client") is not None:
+        raise ApiError(403, "admin_required", "需要管理员权限")
+    raise ApiError(401, "login_required", "请先登录")
+
+
+def login_required(view):
+    """Let only a logged-in, active client through."""
+
+    @functools.wraps(view)
+    def wrapped(*args, **kwargs):
+        require_client()
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+def admin_required(view):
+    """Let only a logged-in admin through."""
+
+    @functools.wraps(view)
+    def wrapped(*args, **kwargs):
+        require_admin()
+        return view(*args, **kwargs)
+
+    return wrapped
