@@ -1,5 +1,461 @@
-"""Films: home recommendations, detail, search, tags, ratings and history."""
+"""Films: home recommendations, detail, search, tags, ratings and history.
 
-from flask import Blueprint
+Recommendations come from the loaded model pack (``current_app.extensions
+["recommender"]``); without one, or when it fails, they come from shared tags and
+popularity (:mod:`api.catalogue`). Film cards are loaded in one query per response.
+"""
 
-bp = Blueprint("movies", __name__, url_prefix="/api")
+import logging
+from datetime import date
+
+from flask import current_app, jsonify
+from flask_smorest import Blueprint
+from sqlalchemy import and_, delete, desc, func, literal, or_, select, update
+
+from api import ApiError
+from api.catalogue import genre_name, get_catalogue
+from api.schemas import (
+    DeletedSchema,
+    HistoryPageSchema,
+    HomeSchema,
+    MovieDetailSchema,
+    MoviePageSchema,
+    MovieQuerySchema,
+    MyRatingPageSchema,
+    PageQuerySchema,
+    RatingInputSchema,
+    RatingResultSchema,
+    TagCountSchema,
+)
+from api.security import current_client, login_required, require_client
+from models import Footprint, Movie, Rating, db, iso, utcnow
+
+logger = logging.getLogger(__name__)
+
+bp = Blueprint(
+    "movies",
+    __name__,
+    url_prefix="/api",
+    description="Films, recommendations, ratings and history",
+)
+
+HOME_SIZE = 12
+RELATED_SIZE = 6
+RECENT_VIEWS = 100
+
+
+def movie_not_found():
+    return ApiError(404, "movie_not_found", "电影不存在")
+
+
+def load_cards(movie_ids):
+    """Return {movie_id: Movie} for the ids, in one query."""
+    ids = list(dict.fromkeys(movie_ids))
+    if not ids:
+        return {}
+    movies = db.session.scalars(select(Movie).where(Movie.id.in_(ids)))
+    return {movie.id: movie for movie in movies}
+
+
+def cards_with_reasons(picks, limit):
+    """Return card dicts for [(movie_id, reason)], skipping ids that vanished."""
+    movies = load_cards(movie_id for movie_id, _ in picks)
+    cards = []
+    for movie_id, reason in picks:
+        movie = movies.get(movie_id)
+        if movie is None:
+            continue
+        card = movie.to_dict()
+        card["reason"] = reason
+        cards.append(card)
+        if len(cards) == limit:
+            break
+    return cards
+
+
+def _pack():
+    holder = current_app.extensions.get("recommender")
+    return holder.get() if holder is not None else None
+
+
+def _tags_reason(tags):
+    if not tags:
+        return "与你的观影偏好相近"
+    return "因为你喜欢" + "、".join(genre_name(tag) for tag in tags) + "类电影"
+
+
+def _visitor_picks(n, exclude=()):
+    reasons = {"popular": "热门电影,很多人看过", "random": "随机发现,换换口味"}
+    mix = get_catalogue().visitor_mix(n, exclude=exclude)
+    return [(movie_id, reasons[kind]) for movie_id, kind in mix]
+
+
+def _client_history(client_id):
+    """Return the client's ratings and distinct recent views, newest first."""
+    ratings = db.session.execute(
+        select(Rating.movie_id, Rating.rating, Rating.rated_at)
+        .where(Rating.client_id == client_id)
+        .order_by(Rating.rated_at.desc(), Rating.movie_id.desc())
+    ).all()
+    view_rows = db.session.execute(
+        select(Footprint.movie_id, Footprint.viewed_at)
+        .where(Footprint.client_id == client_id)
+        .order_by(Footprint.viewed_at.desc(), Footprint.id.desc())
+        .limit(RECENT_VIEWS)
+    ).all()
+    views, seen = [], set()
+    for movie_id, viewed_at in view_rows:
+        if movie_id not in seen:
+            seen.add(movie_id)
+            views.append((movie_id, viewed_at))
+    return [tuple(row) for row in ratings], views
+
+
+def _personal_picks(ratings, views, n):
+    """Return [(movie_id, reason)] for a client with a history (pack, then tags)."""
+    rated = {movie_id for movie_id, _, _ in ratings}
+    picks = []
+    pack = _pack()
+    if pack is not None:
+        try:
+            recommendations = pack.recommend(
+                ratings=ratings,
+                views=views,
+                n=n,
+                algorithm=current_app.config["RECOMMENDER"],
+                exclude=rated,
+            )
+            picks = [(rec.movie_id, rec.reason) for rec in recommendations]
+        except Exception:
+            logger.exception("model pack failed to recommend; using tags instead")
+            picks = []
+    if len(picks) < n:
+        taken = rated | {movie_id for movie_id, _ in picks}
+        by_tags = get_catalogue().recommend_by_tags(ratings, views, n, exclude=taken)
+        picks += [(movie_id, _tags_reason(tags)) for movie_id, _, tags in by_tags]
+    return picks
+
+
+@bp.route("/movies/home", methods=["GET"])
+@bp.alt_response(200, schema=HomeSchema, success=True)
+def home():
+    """Twelve films: personal for clients with a history, a varied mix otherwise."""
+    client = current_client()
+    picks = []
+    rated = set()
+    if client is not None:
+        ratings, views = _client_history(client.id)
+        rated = {movie_id for movie_id, _, _ in ratings}
+        if ratings or views:
+            picks = _personal_picks(ratings, views, HOME_SIZE)
+    if len(picks) < HOME_SIZE:
+        taken = rated | {movie_id for movie_id, _ in picks}
+        # A few spare picks: a film deleted since the index loaded is skipped.
+        picks += _visitor_picks(HOME_SIZE - len(picks) + 4, exclude=taken)
+    return jsonify({"recs": cards_with_reasons(picks, HOME_SIZE)})
+
+
+def _related_picks(movie_id, n):
+    picks = []
+    pack = _pack()
+    if pack is not None:
+        try:
+            similar = pack.similar_items(movie_id, n=n, kind="hybrid")
+            picks = [(other, "相似影片") for other, _ in similar if other != movie_id]
+        except Exception:
+            logger.exception("model pack failed on similar_items; using tags instead")
+            picks = []
+    if len(picks) < n:
+        taken = {other for other, _ in picks}
+        by_tags = get_catalogue().related_by_tags(movie_id, n, exclude=taken)
+        picks += [
+            (other, "同为" + "、".join(genre_name(tag) for tag in sorted(shared)))
+            for other, shared in by_tags
+        ]
+    return picks[:n]
+
+
+@bp.route("/movies/detail/<int:movie_id>", methods=["GET"])
+@bp.alt_response(200, schema=MovieDetailSchema, success=True)
+def movie_detail(movie_id):
+    """Return a film with related films; count the click and the client's view."""
+    client = current_client()
+
+    counted = db.session.execute(
+        update(Movie)
+        .where(Movie.id == movie_id)
+        .values(click_count=Movie.click_count + 1)
+        .execution_options(synchronize_session=False)
+    )
+    if counted.rowcount == 0:
+        db.session.rollback()
+        raise movie_not_found()
+    if client is not None:
+        movie, my_rating = db.session.execute(
+            select(Movie, Rating.rating)
+            .outerjoin(
+                Rating,
+                and_(Rating.movie_id == Movie.id, Rating.client_id == client.id),
+            )
+            .where(Movie.id == movie_id)
+        ).one()
+    else:
+        movie, my_rating = db.session.get(Movie, movie_id), None
+    body = movie.to_dict()
+    body["my_rating"] = my_rating
+    if client is not None:
+        db.session.add(
+            Footprint(client_id=client.id, movie_id=movie_id, viewed_at=utcnow())
+        )
+    db.session.commit()
+
+    body["related"] = cards_with_reasons(
+        _related_picks(movie_id, RELATED_SIZE), RELATED_SIZE
+    )
+    return jsonify(body)
+
+
+@bp.route("/movies", methods=["GET"])
+@bp.arguments(MovieQuerySchema, location="query")
+@bp.alt_response(200, schema=MoviePageSchema, success=True)
+def list_movies(args):
+    """Search and filter films; ``q`` matches title, director and actors."""
+    query = select(Movie)
+    text = (args.get("q") or "").strip()
+    if text:
+        query = query.where(
+            or_(
+                Movie.title.icontains(text, autoescape=True),
+                Movie.director.icontains(text, autoescape=True),
+                Movie.actors.icontains(text, autoescape=True),
+            )
+        )
+    tag = (args.get("tag") or "").strip()
+    if tag:
+        padded = literal(",") + Movie.tags + literal(",")
+        query = query.where(padded.contains(f",{tag},", autoescape=True))
+    if args.get("year_from") is not None:
+        query = query.where(Movie.release_date >= date(args["year_from"], 1, 1))
+    if args.get("year_to") is not None:
+        query = query.where(Movie.release_date <= date(args["year_to"], 12, 31))
+    query = query.order_by(*_ordering(args["sort"]))
+
+    page = db.paginate(
+        query,
+        page=args["page"],
+        per_page=args["per_page"],
+        max_per_page=100,
+        error_out=False,
+    )
+    return jsonify(
+        {
+            "items": [movie.to_dict() for movie in page.items],
+            "total": page.total,
+            "page": page.page,
+            "per_page": page.per_page,
+        }
+    )
+
+
+def _ordering(sort):
+    if sort == "score":
+        return (Movie.score.is_(None), Movie.score.desc(), Movie.rating_count.desc())
+    if sort == "newest":
+        return (Movie.release_date.is_(None), Movie.release_date.desc())
+    if sort == "title":
+        return (Movie.title.asc(),)
+    return (Movie.rating_count.desc(), Movie.click_count.desc())
+
+
+@bp.route("/movies/tags", methods=["GET"])
+@bp.alt_response(200, schema=TagCountSchema(many=True), success=True)
+def list_tags():
+    """Return every tag with its number of films, most common first."""
+    counts = get_catalogue().tag_counts()
+    return jsonify([{"tag": tag, "count": count} for tag, count in counts])
+
+
+def _lock_movie(movie_id):
+    """Lock the film's row for this transaction (serialises its rating changes)."""
+    found = db.session.scalar(
+        select(Movie.id).where(Movie.id == movie_id).with_for_update()
+    )
+    if found is None:
+        db.session.rollback()
+        raise movie_not_found()
+
+
+def refresh_movie_rating(movie_ids):
+    """Recompute score and rating_count in SQL from the rating table."""
+    ids = list(movie_ids)
+    if not ids:
+        return
+    count = (
+        select(func.count())
+        .select_from(Rating)
+        .where(Rating.movie_id == Movie.id)
+        .scalar_subquery()
+    )
+    average = select(func.avg(Rating.rating)).where(Rating.movie_id == Movie.id)
+    db.session.execute(
+        update(Movie)
+        .where(Movie.id.in_(ids))
+        .values(rating_count=count, score=average.scalar_subquery())
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _rating_result(movie_id, **extra):
+    score, rating_count = db.session.execute(
+        select(Movie.score, Movie.rating_count).where(Movie.id == movie_id)
+    ).one()
+    body = {"movie_id": movie_id, **extra}
+    body["score"] = round(score, 2) if score is not None else None
+    body["rating_count"] = rating_count
+    return body
+
+
+@bp.route("/movies/<int:movie_id>/rating", methods=["PUT"])
+@login_required
+@bp.arguments(RatingInputSchema)
+@bp.alt_response(200, schema=RatingResultSchema, success=True)
+def rate_movie(data, movie_id):
+    """Create or change the client's rating; the film's score follows at once."""
+    client = require_client()
+
+    _lock_movie(movie_id)
+    now = utcnow()
+    changed = db.session.execute(
+        update(Rating)
+        .where(Rating.client_id == client.id, Rating.movie_id == movie_id)
+        .values(rating=data["rating"], rated_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if not changed:
+        db.session.add(
+            Rating(
+                client_id=client.id,
+                movie_id=movie_id,
+                rating=data["rating"],
+                rated_at=now,
+            )
+        )
+        db.session.flush()
+    refresh_movie_rating([movie_id])
+    body = _rating_result(
+        movie_id, rating=data["rating"], rated_at=iso(now), created=not changed
+    )
+    db.session.commit()
+
+    return jsonify(body), 200 if changed else 201
+
+
+@bp.route("/movies/<int:movie_id>/rating", methods=["DELETE"])
+@bp.alt_response(200, schema=RatingResultSchema, success=True)
+def unrate_movie(movie_id):
+    """Remove the client's rating of a film."""
+    client = require_client()
+
+    _lock_movie(movie_id)
+    removed = db.session.execute(
+        delete(Rating).where(Rating.client_id == client.id, Rating.movie_id == movie_id)
+    ).rowcount
+    if not removed:
+        db.session.rollback()
+        raise ApiError(404, "rating_not_found", "你还没有给这部电影评分")
+    refresh_movie_rating([movie_id])
+    body = _rating_result(movie_id, rating=None, rated_at=None, created=False)
+    db.session.commit()
+
+    return jsonify(body)
+
+
+def _page_of(args, total, items):
+    return {
+        "items": items,
+        "total": total,
+        "page": args["page"],
+        "per_page": args["per_page"],
+    }
+
+
+@bp.route("/me/ratings", methods=["GET"])
+@bp.arguments(PageQuerySchema, location="query")
+@bp.alt_response(200, schema=MyRatingPageSchema, success=True)
+def my_ratings(args):
+    """Return the client's ratings, newest first."""
+    client = require_client()
+    offset = (args["page"] - 1) * args["per_page"]
+
+    total = db.session.scalar(
+        select(func.count()).select_from(Rating).where(Rating.client_id == client.id)
+    )
+    rows = db.session.execute(
+        select(Rating.movie_id, Rating.rating, Rating.rated_at)
+        .where(Rating.client_id == client.id)
+        .order_by(Rating.rated_at.desc(), Rating.movie_id.desc())
+        .offset(offset)
+        .limit(args["per_page"])
+    ).all()
+    movies = load_cards(row.movie_id for row in rows)
+
+    items = [
+        {
+            "movie": movies[row.movie_id].to_dict(),
+            "rating": row.rating,
+            "rated_at": iso(row.rated_at),
+        }
+        for row in rows
+        if row.movie_id in movies
+    ]
+    return jsonify(_page_of(args, total, items))
+
+
+@bp.route("/me/history", methods=["GET"])
+@bp.arguments(PageQuerySchema, location="query")
+@bp.alt_response(200, schema=HistoryPageSchema, success=True)
+def my_history(args):
+    """Return the films the client viewed, most recently viewed first."""
+    client = require_client()
+    offset = (args["page"] - 1) * args["per_page"]
+
+    total = db.session.scalar(
+        select(func.count(func.distinct(Footprint.movie_id))).where(
+            Footprint.client_id == client.id
+        )
+    )
+    last_viewed = func.max(Footprint.viewed_at).label("last_viewed")
+    rows = db.session.execute(
+        select(Footprint.movie_id, last_viewed, func.count().label("views"))
+        .where(Footprint.client_id == client.id)
+        .group_by(Footprint.movie_id)
+        .order_by(desc("last_viewed"), Footprint.movie_id.desc())
+        .offset(offset)
+        .limit(args["per_page"])
+    ).all()
+    movies = load_cards(row.movie_id for row in rows)
+
+    items = [
+        {
+            "movie": movies[row.movie_id].to_dict(),
+            "viewed_at": iso(row.last_viewed),
+            "views": row.views,
+        }
+        for row in rows
+        if row.movie_id in movies
+    ]
+    return jsonify(_page_of(args, total, items))
+
+
+@bp.route("/me/history", methods=["DELETE"])
+@bp.alt_response(200, schema=DeletedSchema, success=True)
+def clear_history():
+    """Forget every film the client viewed."""
+    client = require_client()
+
+    deleted = db.session.execute(
+        delete(Footprint).where(Footprint.client_id == client.id)
+    ).rowcount
+    db.session.commit()
+
+    return jsonify({"deleted": deleted})

@@ -1,0 +1,240 @@
+"""A small in-process index of the catalogue, and the recommendations made from it.
+
+The index holds, per film, only what choosing films needs (tags and popularity), so
+that visitors' home pages, shared-tag neighbours and the tag list cost no SQL. Cards
+(the JSON the front end shows) are always loaded fresh, in one query per response,
+so click counts and scores are never stale. The index reloads after ``CATALOGUE_TTL``
+seconds (default 300) and at once after an admin adds or deletes a film in this
+process; other processes catch up within the TTL.
+"""
+
+import logging
+import math
+import random
+import threading
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+
+from flask import current_app
+from sqlalchemy import select
+
+from models import Movie, db
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TTL = 300
+POPULAR_POOL_SIZE = 100
+
+GENRE_NAMES = {
+    "unknown": "未知类型",
+    "Action": "动作",
+    "Adventure": "冒险",
+    "Animation": "动画",
+    "Children's": "儿童",
+    "Comedy": "喜剧",
+    "Crime": "犯罪",
+    "Documentary": "纪录片",
+    "Drama": "剧情",
+    "Fantasy": "奇幻",
+    "Film-Noir": "黑色电影",
+    "Horror": "恐怖",
+    "Musical": "歌舞",
+    "Mystery": "悬疑",
+    "Romance": "爱情",
+    "Sci-Fi": "科幻",
+    "Thriller": "惊悚",
+    "War": "战争",
+    "Western": "西部",
+}
+
+
+def genre_name(tag):
+    """Return the Chinese name of a MovieLens genre (other tags unchanged)."""
+    return GENRE_NAMES.get(tag, tag)
+
+
+@dataclass(frozen=True)
+class Entry:
+    movie_id: int
+    tags: frozenset
+    rating_count: int
+    score: float | None
+
+
+class Catalogue:
+    """Per-process index of films: ids, tags and popularity."""
+
+    def __init__(self, ttl=DEFAULT_TTL):
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._state = None
+        self._loaded_at = 0.0
+
+    def invalidate(self):
+        with self._lock:
+            self._state = None
+
+    def _current(self):
+        state = self._state
+        if state is not None and time.monotonic() - self._loaded_at < self.ttl:
+            return state
+        with self._lock:
+            if self._state is None or time.monotonic() - self._loaded_at >= self.ttl:
+                self._state = self._load()
+                self._loaded_at = time.monotonic()
+            return self._state
+
+    @staticmethod
+    def _load():
+        started = time.perf_counter()
+        rows = db.session.execute(
+            select(Movie.id, Movie.tags, Movie.rating_count, Movie.score)
+        ).all()
+        entries = {
+            row.id: Entry(
+                row.id,
+                frozenset(tag for tag in (row.tags or "").split(",") if tag),
+                row.rating_count or 0,
+                row.score,
+            )
+            for row in rows
+        }
+        by_tag = defaultdict(list)
+        for entry in entries.values():
+            for tag in entry.tags:
+                by_tag[tag].append(entry.movie_id)
+        popular = sorted(
+            entries.values(), key=lambda entry: (-entry.rating_count, entry.movie_id)
+        )
+        state = {
+            "entries": entries,
+            "ids": sorted(entries),
+            "by_tag": dict(by_tag),
+            "popular": [entry.movie_id for entry in popular[:POPULAR_POOL_SIZE]],
+            "tag_counts": Counter(tag for e in entries.values() for tag in e.tags),
+        }
+        logger.debug(
+            "catalogue index loaded: %d films in %.1f ms",
+            len(entries),
+            (time.perf_counter() - started) * 1000,
+        )
+        return state
+
+    def entries(self):
+        return self._current()["entries"]
+
+    def tag_counts(self):
+        """Return [(tag, n_films)], most common first."""
+        counts = self._current()["tag_counts"]
+        return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+
+    def popular_ids(self, n=POPULAR_POOL_SIZE, exclude=()):
+        excluded = set(exclude)
+        ids = [i for i in self._current()["popular"] if i not in excluded]
+        return ids[:n]
+
+    def related_by_tags(self, movie_id, n=6, exclude=()):
+        """Return [(movie_id, shared_tags)] sharing the most tags with ``movie_id``.
+
+        Ties go to the more rated film. Films without tags in common are not listed.
+        """
+        state = self._current()
+        entry = state["entries"].get(movie_id)
+        if entry is None or not entry.tags:
+            return []
+        excluded = set(exclude) | {movie_id}
+        candidates = {
+            other for tag in entry.tags for other in state["by_tag"].get(tag, ())
+        }
+        scored = []
+        for other_id in candidates - excluded:
+            other = state["entries"][other_id]
+            shared = entry.tags & other.tags
+            jaccard = len(shared) / len(entry.tags | other.tags)
+            scored.append((-jaccard, -other.rating_count, other_id, shared))
+        scored.sort()
+        return [(item[2], item[3]) for item in scored[:n]]
+
+    def recommend_by_tags(self, ratings, views, n=12, exclude=()):
+        """Recommend from the tags of rated and viewed films, weighted by popularity.
+
+        Args:
+            ratings: [(movie_id, rating, rated_at)].
+            views: [(movie_id, viewed_at)], newest first.
+            n: How many films.
+            exclude: Ids never to return (the films already rated).
+
+        Returns:
+            [(movie_id, score, liked_tags)] best first; empty without a usable
+            history.
+        """
+        state = self._current()
+        entries = state["entries"]
+        weights = Counter()
+        for movie_id, rating, _ in ratings:
+            entry = entries.get(movie_id)
+            if entry is None:
+                continue
+            # Above the middle of the scale pulls towards a tag, below pushes away.
+            for tag in entry.tags:
+                weights[tag] += (rating - 3) if rating >= 4 else (rating - 3) * 0.5
+        for position, (movie_id, _) in enumerate(views[:20]):
+            entry = entries.get(movie_id)
+            if entry is None:
+                continue
+            for tag in entry.tags:
+                weights[tag] += 0.5 / (1 + position * 0.1)
+        liked = {tag: weight for tag, weight in weights.items() if weight > 0}
+        if not liked:
+            return []
+        excluded = set(exclude)
+        scored = []
+        for entry in entries.values():
+            if entry.movie_id in excluded or not entry.tags:
+                continue
+            affinity = sum(weights.get(tag, 0.0) for tag in entry.tags)
+            if affinity <= 0:
+                continue
+            affinity /= math.sqrt(len(entry.tags))
+            popularity = math.log1p(entry.rating_count)
+            quality = (entry.score or 3.0) - 3.0
+            score = affinity * (1.0 + 0.25 * popularity) + 0.5 * quality
+            scored.append((score, entry.movie_id))
+        scored.sort(key=lambda item: (-item[0], item[1]))
+        results = []
+        for score, movie_id in scored[:n]:
+            tags = sorted(
+                entries[movie_id].tags & liked.keys(), key=lambda tag: -liked[tag]
+            )
+            results.append((movie_id, round(score, 4), tags[:2]))
+        return results
+
+    def visitor_mix(self, n=12, exclude=(), rng=random):
+        """Return [(movie_id, kind)]: half popular, half random, shuffled.
+
+        ``kind`` is "popular" or "random". Sampling from cached id lists keeps the
+        database out of it (no ORDER BY RAND() over the table).
+        """
+        state = self._current()
+        excluded = set(exclude)
+        popular = [i for i in state["popular"] if i not in excluded]
+        n_popular = min(len(popular), (n + 1) // 2)
+        chosen = rng.sample(popular, n_popular)
+        taken = excluded | set(chosen)
+        pool = [i for i in state["ids"] if i not in taken]
+        n_random = min(len(pool), n - n_popular)
+        picks = [(i, "popular") for i in chosen]
+        picks += [(i, "random") for i in rng.sample(pool, n_random)]
+        rng.shuffle(picks)
+        return picks
+
+
+def get_catalogue():
+    """Return this app's catalogue index (created on first use)."""
+    extensions = current_app.extensions
+    catalogue = extensions.get("catalogue")
+    if catalogue is None:
+        ttl = current_app.config.get("CATALOGUE_TTL", DEFAULT_TTL)
+        catalogue = extensions.setdefault("catalogue", Catalogue(ttl))
+    return catalogue
