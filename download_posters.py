@@ -22,7 +22,8 @@ is at most 5 MB. Movie ids must be integers: nothing is ever written outside
 429 and 5xx answers (honouring Retry-After).
 
 Exit codes: 0 when at least one poster was downloaded or nothing was left to do,
-1 when every download failed (or the source could not be read), 2 for bad arguments.
+1 when every download failed (or the source could not be read), 2 for bad arguments,
+130 when interrupted (Ctrl-C; a rerun resumes).
 """
 
 import argparse
@@ -67,6 +68,8 @@ USER_AGENT = "movierec-download-posters/1.0"
 EXTENSIONS = ("jpg", "png", "webp", "gif")
 POSTER_NAME = re.compile(r"^(\d+)\.(jpg|png|webp|gif)$")
 MOVIE_ID = re.compile(r"^\d{1,10}$")
+PART_NAME = re.compile(r"^\.\d+\..*\.part$")
+STALE_PART_SECONDS = 3600
 
 
 class SourceError(Exception):
@@ -241,13 +244,20 @@ def read_database_source(database_url, limit=None):
 
 
 def existing_posters(out_dir):
-    """Return {movie_id: [file names]} of the posters already in ``out_dir``."""
+    """Return {movie_id: [file names]} of the posters already in ``out_dir``.
+
+    Also removes temporary files left by an interrupted run (older than an hour, so
+    that another run working in the same folder keeps its own).
+    """
     found = {}
+    stale_before = time.time() - STALE_PART_SECONDS
     with os.scandir(out_dir) as entries:
         for entry in entries:
             match = POSTER_NAME.match(entry.name)
             if match and entry.is_file() and entry.stat().st_size > 0:
                 found.setdefault(int(match.group(1)), []).append(entry.name)
+            elif PART_NAME.match(entry.name) and entry.stat().st_mtime < stale_before:
+                Path(entry.path).unlink(missing_ok=True)
     return found
 
 
@@ -393,21 +403,27 @@ def download_posters(
 
     downloader = Downloader(out_dir, timeout, retries, pool_size=workers)
     bar = tqdm(total=len(pending), unit="poster", desc="posters", disable=not progress)
+    pool = ThreadPoolExecutor(max_workers=workers)
     try:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(downloader.fetch, task) for task in pending]
-            for future in as_completed(futures):
-                outcome = future.result()
-                outcomes.append(outcome)
-                if outcome.status == "failed":
-                    logger.debug(
-                        "poster %s failed: %s (%s)",
-                        outcome.movie_id,
-                        outcome.reason,
-                        outcome.url,
-                    )
-                bar.update(1)
+        futures = [pool.submit(downloader.fetch, task) for task in pending]
+        for future in as_completed(futures):
+            outcome = future.result()
+            outcomes.append(outcome)
+            if outcome.status == "failed":
+                logger.debug(
+                    "poster %s failed: %s (%s)",
+                    outcome.movie_id,
+                    outcome.reason,
+                    outcome.url,
+                )
+            bar.update(1)
+    except BaseException:
+        # Ctrl-C: drop the queued downloads instead of waiting for all of them; the
+        # running ones finish (bounded by --timeout) and remove their temporary files.
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
     finally:
+        pool.shutdown(wait=True)
         bar.close()
         downloader.close()
     return outcomes
@@ -552,15 +568,19 @@ def main(argv=None) -> int:
         out_dir,
     )
 
-    outcomes = download_posters(
-        tasks,
-        out_dir,
-        workers=args.workers,
-        timeout=args.timeout,
-        retries=args.retries,
-        force=args.force,
-        progress=not args.no_progress,
-    )
+    try:
+        outcomes = download_posters(
+            tasks,
+            out_dir,
+            workers=args.workers,
+            timeout=args.timeout,
+            retries=args.retries,
+            force=args.force,
+            progress=not args.no_progress,
+        )
+    except KeyboardInterrupt:
+        print("interrupted: rerun the same command to resume", file=sys.stderr)
+        return 130
     outcomes.extend(rejected)
     failed = [outcome for outcome in outcomes if outcome.status == "failed"]
     write_failures(failures_path, failed)

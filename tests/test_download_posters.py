@@ -2,6 +2,7 @@
 
 import base64
 import csv
+import os
 import struct
 import threading
 import time
@@ -424,3 +425,18 @@ def test_image_extension_reads_magic_bytes():
     assert download_posters.image_extension(WEBP) == "webp"
     assert download_posters.image_extension(b"RIFF\0\0\0\0WAVEfmt ") is None
     assert download_posters.image_extension(HTML) is None
+
+
+def test_stale_temporary_files_are_removed(server, tmp_path, out):
+    out.mkdir()
+    stale = out / ".80.k2j3.part"
+    fresh = out / ".81.x9y8.part"
+    for path in (stale, fresh):
+        path.write_bytes(b"partial")
+    two_hours_ago = time.time() - 7200
+    os.utime(stale, (two_hours_ago, two_hours_ago))
+    source = write_csv(tmp_path / "posters.csv", [(80, f"{server.base}/img/j80.gif")])
+
+    assert run(source, out) == 0
+
+    assert files_in(out) == [".81.x9y8.part", "80.gif", "failures.csv"]
