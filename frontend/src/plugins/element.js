@@ -1,0 +1,86 @@
+// Element Plus, registered component by component so the bundle keeps only what
+// the views use.
+
+import 'element-plus/dist/index.css'
+
+import {
+  ElAlert,
+  ElButton,
+  ElCard,
+  ElCol,
+  ElConfigProvider,
+  ElDatePicker,
+  ElDescriptions,
+  ElDescriptionsItem,
+  ElDialog,
+  ElDrawer,
+  ElEmpty,
+  ElForm,
+  ElFormItem,
+  ElInput,
+  ElInputNumber,
+  ElLink,
+  ElLoading,
+  ElMenu,
+  ElMenuItem,
+  ElOption,
+  ElPagination,
+  ElProgress,
+  ElRadioButton,
+  ElRadioGroup,
+  ElRate,
+  ElResult,
+  ElRow,
+  ElSelect,
+  ElSkeleton,
+  ElSwitch,
+  ElTable,
+  ElTableColumn,
+  ElTabPane,
+  ElTabs,
+  ElTag,
+} from 'element-plus'
+
+const components = [
+  ElAlert,
+  ElButton,
+  ElCard,
+  ElCol,
+  ElConfigProvider,
+  ElDatePicker,
+  ElDescriptions,
+  ElDescriptionsItem,
+  ElDialog,
+  ElDrawer,
+  ElEmpty,
+  ElForm,
+  ElFormItem,
+  ElInput,
+  ElInputNumber,
+  ElLink,
+  ElMenu,
+  ElMenuItem,
+  ElOption,
+  ElPagination,
+  ElProgress,
+  ElRadioButton,
+  ElRadioGroup,
+  ElRate,
+  ElResult,
+  ElRow,
+  ElSelect,
+  ElSkeleton,
+  ElSwitch,
+  ElTable,
+  ElTableColumn,
+  ElTabPane,
+  ElTabs,
+  ElTag,
+]
+
+export default {
+  install(app) {
+    for (const component of components) app.use(component)
+    app.use(ElLoading)
+  },
+}
