@@ -15,7 +15,7 @@ export ML100K_DETAILS ?= $(SHARED_DATA)/ml-100k-details.csv
 export SHARED_DATA_DIR ?= $(SHARED_DATA)
 endif
 
-.PHONY: run serve test init train frontend lint format fuzz bench clean venv
+.PHONY: run serve test init train frontend lint format fuzz bench clean venv posters
 
 venv: $(STAMPS)/.stamp-venv
 
@@ -71,6 +71,12 @@ lint: $(STAMPS)/.stamp-venv
 format: $(STAMPS)/.stamp-venv
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# Posters (optional, resumable): the shared movielens-posters mapping when present,
+# else its GitHub URL; POSTERS_ARGS adds options (e.g. POSTERS_ARGS="--limit 50").
+POSTERS_CSV := $(wildcard $(SHARED_DATA)/movielens-posters/movie_poster.csv)
+posters: $(STAMPS)/.stamp-venv
+	$(PY) download_posters.py $(if $(POSTERS_CSV),--csv $(POSTERS_CSV)) $(POSTERS_ARGS)
 
 bench: $(STAMPS)/.stamp-venv
 	$(PY) bench/import_bench.py
