@@ -47,6 +47,7 @@ from requests.adapters import HTTPAdapter
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from tqdm import tqdm
+from urllib3.exceptions import NewConnectionError
 from urllib3.exceptions import TimeoutError as Urllib3TimeoutError
 from urllib3.util.retry import Retry
 
@@ -133,8 +134,8 @@ def make_session(retries, pool_size=10):
     return session
 
 
-def _is_timeout(exc):
-    """Tell whether a requests error was caused by a timeout, however wrapped."""
+def _causes(exc):
+    """Yield an exception and everything it wraps (requests nests urllib3's)."""
     seen = set()
     pending = [exc]
     while pending:
@@ -142,17 +143,22 @@ def _is_timeout(exc):
         if current is None or id(current) in seen:
             continue
         seen.add(id(current))
-        if isinstance(current, requests.Timeout | Urllib3TimeoutError | TimeoutError):
-            return True
+        yield current
         pending.append(getattr(current, "reason", None))
         pending.append(current.__cause__)
         pending.append(current.__context__)
         pending.extend(arg for arg in current.args if isinstance(arg, BaseException))
-    return False
 
 
 def _reason_for(exc):
-    if _is_timeout(exc):
+    """Return a short stable code for a failed request."""
+    causes = list(_causes(exc))
+    # urllib3 derives NewConnectionError (refused, DNS failure) from
+    # ConnectTimeoutError for old callers: test it first so it is not a "timeout".
+    if any(isinstance(cause, NewConnectionError) for cause in causes):
+        return "connection_error"
+    timeouts = (requests.Timeout, Urllib3TimeoutError, TimeoutError)
+    if any(isinstance(cause, timeouts) for cause in causes):
         return "timeout"
     if isinstance(exc, requests.TooManyRedirects):
         return "too_many_redirects"
@@ -537,6 +543,8 @@ def main(argv=None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
+    # One warning per retried request would bury the progress bar; reasons are counted.
+    logging.getLogger("urllib3").setLevel(logging.ERROR)
 
     out_dir = Path(args.out)
     failures_path = Path(args.failures.replace("<out>", str(out_dir), 1))

@@ -3,6 +3,7 @@
 import base64
 import csv
 import os
+import socket
 import struct
 import threading
 import time
@@ -12,7 +13,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import requests
 from conftest import POSTERS_CSV
+from urllib3.exceptions import MaxRetryError, NameResolutionError, ReadTimeoutError
 
 import download_posters
 from download_posters import MAX_BYTES, main, read_csv_source
@@ -441,3 +444,31 @@ def test_stale_temporary_files_are_removed(server, tmp_path, out):
     assert run(source, out) == 0
 
     assert files_in(out) == [".81.x9y8.part", "80.gif", "failures.csv"]
+
+
+def test_refused_connection_is_not_a_timeout(tmp_path, out):
+    with socket.socket() as probe:  # a port that nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    source = write_csv(
+        tmp_path / "posters.csv", [(90, f"http://127.0.0.1:{port}/p.jpg")]
+    )
+
+    assert run(source, out, "--retries", "1") == 1
+
+    assert read_failures(out / "failures.csv")[0]["reason"] == "connection_error"
+
+
+def test_dns_failure_is_a_connection_error_not_a_timeout():
+    # urllib3 derives NameResolutionError from ConnectTimeoutError; requests wraps it.
+    dns = NameResolutionError("posters.invalid", None, socket.gaierror(-2, "unknown"))
+    error = requests.ConnectionError(MaxRetryError(None, "/p.jpg", reason=dns))
+    timeout = requests.ConnectionError(
+        MaxRetryError(None, "/p.jpg", reason=ReadTimeoutError(None, "/p.jpg", "slow"))
+    )
+
+    assert download_posters._reason_for(error) == "connection_error"
+    assert download_posters._reason_for(timeout) == "timeout"
+    assert download_posters._reason_for(requests.TooManyRedirects()) == (
+        "too_many_redirects"
+    )
