@@ -68,7 +68,7 @@ RETRY_STATUSES = (429, 500, 502, 503, 504)
 USER_AGENT = "movierec-download-posters/1.0"
 EXTENSIONS = ("jpg", "png", "webp", "gif")
 POSTER_NAME = re.compile(r"^(\d+)\.(jpg|png|webp|gif)$")
-MOVIE_ID = re.compile(r"^\d{1,10}$")
+MOVIE_ID = re.compile(r"^\d{1,10}$", re.ASCII)
 PART_NAME = re.compile(r"^\.\d+\..*\.part$")
 STALE_PART_SECONDS = 3600
 
@@ -87,7 +87,7 @@ class PosterTask:
 class Outcome:
     movie_id: int | str
     url: str
-    status: str  # "downloaded" or "failed"
+    status: str  # "downloaded", "skipped" or "failed"
     reason: str = ""
 
 
