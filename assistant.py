@@ -1021,7 +1021,7 @@ def offline_answer(grounding):
         lines.append("本站评分最高的热门影片:")
         lines += [short_line(i, m) for i, m in enumerate(grounding.popular, 1)]
         cards = grounding.popular
-    cards = list({movie.id: movie for movie in cards}.values())[: MAX_CARDS + 1]
+    cards = list({movie.id: movie for movie in cards}.values())[:MAX_CARDS]
     return "\n".join(lines), [movie.to_dict() for movie in cards]
 
 
@@ -1056,6 +1056,11 @@ class ProviderError(Exception):
             "movies": [],
             "error": {"code": self.code, "message": self.message},
         }
+
+
+def is_provider_failure(exc):
+    """Whether ``exc`` comes from the provider or the network (not our own bug)."""
+    return isinstance(exc, ProviderError | openai.APIError | httpx2.HTTPError)
 
 
 def classify(exc):
