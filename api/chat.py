@@ -94,12 +94,10 @@ class ChatFailureSchema(ma.Schema):
     error = fields.Nested(ChatFailureErrorSchema)
 
 
-STREAM_DOC = {
-    "description": "text/event-stream: `event: delta` with `{content}`, then "
-    "`event: done` with `{reply, movies, offline}`, or `event: error` with the "
-    "failure body",
-    "content": {"text/event-stream": {"schema": {"type": "string"}}},
-}
+STREAM_DESCRIPTION = (
+    "Server-sent events: `delta` events with `{content}`, then one `done` event "
+    "with `{reply, movies, offline}`, or one `error` event with the failure body"
+)
 
 
 @bp.record_once
@@ -253,7 +251,13 @@ def chat():
 @bp.route("/chat/stream", methods=["POST"])
 @_rate_limited
 @bp.doc(requestBody={"content": {"application/json": {"schema": ChatRequestSchema}}})
-@bp.alt_response(200, description=STREAM_DOC["description"], success=True)
+@bp.alt_response(
+    200,
+    schema={"type": "string"},
+    content_type="text/event-stream",
+    description=STREAM_DESCRIPTION,
+    success=True,
+)
 @bp.alt_response(503, schema=ChatFailureSchema, description="The provider failed")
 def chat_stream():
     """Stream the answer as server-sent events, then the film cards."""

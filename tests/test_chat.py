@@ -342,6 +342,20 @@ def test_stream_refused_before_the_first_byte_is_a_plain_503(chat, llm):
     assert response.get_json()["error"]["code"] == "llm_auth_failed"
 
 
+def test_stream_stalling_mid_answer_ends_with_a_timeout_event(chat, chat_app, llm):
+    chat_app.config["LLM_TIMEOUT"] = 0.5
+    llm.stream(["我想想……"], end="stall")
+
+    started = time.monotonic()
+    events = events_of(ask(chat, "推荐电影", stream=True))
+    elapsed = time.monotonic() - started
+
+    assert events[0] == ("delta", {"content": "我想想……"})
+    assert events[1][0] == "error" and len(events) == 2
+    assert events[1][1]["error"]["code"] == "llm_timeout"
+    assert elapsed < 1.5
+
+
 # --- provider failures ----------------------------------------------------------
 
 
@@ -523,6 +537,38 @@ def test_offline_question_naming_nothing_gets_popular_films(offline):
     assert "本站评分最高的热门影片" in body["reply"]
     assert len(body["movies"]) == 8
     assert all(m["rating_count"] >= 50 for m in body["movies"])
+
+
+def test_catalogue_index_follows_new_films_but_not_clicks(offline, offline_app):
+    ask(offline, "warm up")
+    assistant = offline_app.extensions["assistant"]
+    before = assistant._index
+    with offline_app.app_context():
+        db.session.execute(
+            Movie.__table__.update()
+            .where(Movie.id == HEAT)
+            .values(click_count=Movie.click_count + 1, updated_at=utcnow())
+        )
+        film = Movie(title="Zorblax Returns (2026)", tags="Sci-Fi", rating_count=0)
+        db.session.commit()
+    ask(offline, "warm up again")
+    assert assistant._index is before  # names unchanged: no rebuild
+
+    with offline_app.app_context():
+        db.session.add(film)
+        db.session.commit()
+        film_id = film.id
+    try:
+        body = ask(offline, "Tell me about Zorblax Returns").get_json()
+    finally:
+        with offline_app.app_context():
+            db.session.delete(db.session.get(Movie, film_id))
+            db.session.commit()
+
+    assert assistant._index is not before
+    assert body["movies"][0]["id"] == film_id
+    assert "《Zorblax Returns》(2026)" not in body["reply"]  # no release date
+    assert "《Zorblax Returns》(年份未知)" in body["reply"]
 
 
 # --- limits -----------------------------------------------------------------------
