@@ -25,5 +25,8 @@ export default defineConfig({
     environment: 'happy-dom',
     include: ['tests/**/*.spec.js'],
     css: false,
+    // Let Vite transform Element Plus: in plain Node its default import of the
+    // CommonJS async-validator is not the class, so form validation breaks.
+    server: { deps: { inline: ['element-plus'] } },
   },
 })

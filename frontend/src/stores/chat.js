@@ -63,6 +63,7 @@ export const useChatStore = defineStore('chat', {
       if (data && typeof data === 'object' && Array.isArray(data.movies)) {
         // The final event: the film cards, and the whole reply when it is given.
         reply.movies = data.movies
+        reply.offline = Boolean(data.offline)
         if (typeof data.reply === 'string' && data.reply) reply.content = data.reply
         return
       }

@@ -59,13 +59,17 @@ export function buildChartOptions(charts) {
           type: 'pie',
           radius: ['35%', '65%'],
           top: 30,
-          data: labels.map((label, i) => ({ name: tagName(label), value: values[i] })),
+          // Tags nobody has clicked yet would only crowd the labels.
+          data: labels
+            .map((label, i) => ({ name: tagName(label), value: values[i] }))
+            .filter((item) => item.value > 0),
         },
       ],
     }
   }
   if (data.top_clicked) {
-    const { labels, values } = toSeries(data.top_clicked)
+    const rows = (data.top_clicked || []).filter((row) => row.click_count !== 0)
+    const { labels, values } = toSeries(rows)
     options.top_clicked = barOption('浏览最多的 10 部电影', labels, values, {
       horizontal: true,
       color: '#67c23a',
