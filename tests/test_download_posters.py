@@ -59,8 +59,8 @@ SLOW_SECONDS = 3.0
 
 
 class PosterHandler(BaseHTTPRequestHandler):
-    """Routes: /img/<name>.<ext>, /html, /missing, /flaky/<key>, /slow, /huge,
-    /huge-declared, /wrong-type, /fake-jpeg, /redirect, /mapping.csv."""
+    """Routes: /img/<name>.<ext>, /html, /missing, /flaky/<key>, /rate-limited/<key>,
+    /slow, /huge, /huge-declared, /wrong-type, /fake-jpeg, /redirect, /mapping.csv."""
 
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # no 40 ms stalls between headers and body
@@ -99,6 +99,14 @@ class PosterHandler(BaseHTTPRequestHandler):
             if n_hits == 1:
                 return self.send(503, b"busy", "text/plain")
             return self.send(200, PNG, "image/png")
+        if path.startswith("/rate-limited/"):
+            if n_hits == 1:
+                self.send_response(429)
+                self.send_header("Retry-After", "0")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return None
+            return self.send(200, GIF, "image/gif")
         if path == "/slow":
             time.sleep(SLOW_SECONDS)
             return self.send(200, PNG, "image/png")
@@ -257,6 +265,18 @@ def test_503_is_retried_then_succeeds(server, tmp_path, out):
     assert code == 0
     assert server.hits["/flaky/e30"] == 2
     assert (out / "30.png").read_bytes() == PNG
+
+
+def test_429_is_retried_after_the_announced_delay(server, tmp_path, out):
+    source = write_csv(
+        tmp_path / "posters.csv", [(33, f"{server.base}/rate-limited/k33")]
+    )
+
+    code = run(source, out, "--retries", "1")
+
+    assert code == 0
+    assert server.hits["/rate-limited/k33"] == 2
+    assert (out / "33.gif").read_bytes() == GIF
 
 
 def test_failure_csv_can_be_fed_back(server, tmp_path, out, capsys):
