@@ -1000,6 +1000,8 @@ def offline_answer(grounding):
             lines.append(f"与{name}相似的影片:")
             lines += [short_line(i, m) for i, m in enumerate(neighbours, 1)]
             cards += neighbours
+        elif mentions.wants_similar:
+            lines.append(f"片库中暂时找不到与{name}相似的影片。")
     elif grounding.fitting:
         if mentions.directors and not mentions.actors:
             heading = "、".join(mentions.directors) + " 执导的影片"
