@@ -1121,7 +1121,18 @@ def create_completion(client, deadline, **kwargs):
             raise classify(exc) from None
         except openai.APIError as exc:
             raise classify(exc) from None
+        except ValueError as exc:
+            # A 200 whose body is not JSON: a wrong LLM_BASE_URL serving a web page.
+            raise ProviderError("llm_error", exc.__class__.__name__) from None
     raise ProviderError("llm_timeout", "deadline")  # pragma: no cover - loop exits
+
+
+def completion_text(completion):
+    """Return the reply text of a completion, or '' when it carries none."""
+    choices = getattr(completion, "choices", None) or []
+    message = getattr(choices[0], "message", None) if choices else None
+    content = getattr(message, "content", None)
+    return content.strip() if isinstance(content, str) else ""
 
 
 def delta_text(chunk):

@@ -27,6 +27,7 @@ from assistant import (
     ProviderError,
     build_messages,
     classify,
+    completion_text,
     create_completion,
     delta_text,
     ground,
@@ -233,8 +234,7 @@ def chat():
         completion = _provider_call(assistant, grounding, message, history)
     except ProviderError as error:
         return _failure(error, started)
-    choices = completion.choices or []
-    reply = (choices[0].message.content or "").strip() if choices else ""
+    reply = completion_text(completion)
     if not reply:
         return _failure(ProviderError("llm_error", "empty reply"), started)
 

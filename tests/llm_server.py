@@ -4,7 +4,8 @@ It speaks HTTP on 127.0.0.1 (a random free port) in a background thread, so the 
 ``openai`` client talks to it through ``LLM_BASE_URL``. It records every request
 (path, headers, JSON body) and answers from a script of prepared answers: a
 completion, streamed chunks (ending normally, with an error event, by dropping the
-connection, or by stalling), a delay before answering, or an error status.
+connection, or by stalling), a delay before answering, an error status, or a 200
+whose body is not a completion at all.
 Unscripted requests get :attr:`FakeLLM.default_reply`.
 
     llm = FakeLLM().start()
@@ -35,6 +36,7 @@ class Answer:
     pause: float = 0.0  # seconds between streamed chunks
     body: dict | None = None  # error body
     headers: dict = field(default_factory=dict)
+    raw: bytes | None = None  # a body sent as is, with status 200
 
 
 @dataclass
@@ -83,6 +85,10 @@ class FakeLLM:
         return self._add(
             Answer(status=status, body=body, headers=headers or {}, delay=delay)
         )
+
+    def garbage(self, raw=b"<html>Welcome to nginx!</html>", content_type="text/html"):
+        """Answer the next request with 200 and a body that is not a completion."""
+        return self._add(Answer(raw=raw, headers={"Content-Type": content_type}))
 
     def _add(self, answer):
         with self._lock:
@@ -152,7 +158,9 @@ class _Handler(BaseHTTPRequestHandler):
         answer = self.llm._next(recorded) or Answer(content=self.llm.default_reply)
         if answer.delay:
             self.llm.wait(answer.delay)
-        if answer.status != 200:
+        if answer.raw is not None:
+            self._raw(answer.raw, answer.headers)
+        elif answer.status != 200:
             self._json(answer.status, answer.body, answer.headers)
         elif body.get("stream"):
             self._stream(answer, body.get("model", "test-model"))
@@ -167,6 +175,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         for name, value in (headers or {}).items():
             self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _raw(self, data, headers):
+        self.send_response(200)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
 
