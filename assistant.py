@@ -20,7 +20,7 @@ from datetime import date
 
 import httpx2
 import openai
-from sqlalchemy import case, func, literal, select
+from sqlalchemy import case, func, literal, or_, select
 
 from models import Footprint, Movie, Rating, db
 
@@ -670,7 +670,7 @@ def best_movies(index, genres=(), year_range=None, people=(), exclude=(), n=10):
         # A LIKE finds the candidates; the exact name check below drops "Tom Hanks"
         # matching "Tom Hanksworth".
         query = query.where(
-            db.or_(
+            or_(
                 *[
                     column.like(f"%{name}%")
                     for name in people
