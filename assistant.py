@@ -201,19 +201,16 @@ TITLE_ALIASES_ZH = {
     "发条橙": "a clockwork orange",
     "闪灵": "the shining",
     "大白鲨": "jaws",
-    "好家伙": "goodfellas",
     "出租车司机": "taxi driver",
     "美国往事": "once upon a time in america",
     "阿拉丁": "aladdin",
     "美女与野兽": "beauty and the beast",
     "独立日": "independence day",
     "勇闯夺命岛": "the rock",
-    "变脸": "face off",
     "碟中谍": "mission impossible",
     "黑衣人": "men in black",
     "第五元素": "the fifth element",
-    "这个杀手不太冷": "leon the professional",
-    "雨人": "rain man",
+    "这个杀手不太冷": "the professional",
     "现代启示录": "apocalypse now",
     "银翼杀手": "blade runner",
     "2001太空漫游": "2001 a space odyssey",
@@ -454,11 +451,15 @@ class CatalogueIndex:
 
         # Chinese aliases and genre words first, cut out so that their characters
         # cannot match again.
+        found = []
         for alias in sorted(TITLE_ALIASES_ZH, key=len, reverse=True):
             if alias in folded:
                 key = tokens_of(TITLE_ALIASES_ZH[alias])
-                self._add_ids(mentions, self.titles.get(key, []))
-                folded = folded.replace(alias, " ")
+                found.append((folded.index(alias), self.titles.get(key, [])))
+                # Same length, so positions of the other aliases do not move.
+                folded = folded.replace(alias, " " * len(alias))
+        for _, ids in sorted(found):
+            self._add_ids(mentions, ids)
         for alias in sorted(PERSON_ALIASES_ZH, key=len, reverse=True):
             if alias in folded:
                 self._add_person(mentions, tokens_of(PERSON_ALIASES_ZH[alias]))
