@@ -155,23 +155,35 @@ def home():
     return jsonify({"recs": cards_with_reasons(picks, HOME_SIZE)})
 
 
+def _shared_tags_reason(tags):
+    return "同为" + "、".join(genre_name(tag) for tag in sorted(tags)) + "类电影"
+
+
+def _similar_reason(movie_id, other_id):
+    entries = get_catalogue().entries()
+    source, other = entries.get(movie_id), entries.get(other_id)
+    shared = source.tags & other.tags if source and other else set()
+    return _shared_tags_reason(shared) if shared else "喜欢这部的观众也喜欢"
+
+
 def _related_picks(movie_id, n):
     picks = []
     pack = _pack()
     if pack is not None:
         try:
             similar = pack.similar_items(movie_id, n=n, kind="hybrid")
-            picks = [(other, "相似影片") for other, _ in similar if other != movie_id]
+            picks = [
+                (other, _similar_reason(movie_id, other))
+                for other, _ in similar
+                if other != movie_id
+            ]
         except Exception:
             logger.exception("model pack failed on similar_items; using tags instead")
             picks = []
     if len(picks) < n:
         taken = {other for other, _ in picks}
         by_tags = get_catalogue().related_by_tags(movie_id, n, exclude=taken)
-        picks += [
-            (other, "同为" + "、".join(genre_name(tag) for tag in sorted(shared)))
-            for other, shared in by_tags
-        ]
+        picks += [(other, _shared_tags_reason(shared)) for other, shared in by_tags]
     return picks[:n]
 
 

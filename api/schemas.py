@@ -199,6 +199,7 @@ class HistoryPageSchema(MoviePageSchema):
 
 class DeletedSchema(ma.Schema):
     deleted = fields.Integer()
+    rescored_movies = fields.Integer(metadata={"description": "Films rescored"})
 
 
 # Admin ----------------------------------------------------------------------------
@@ -247,6 +248,12 @@ class MovieWriteSchema(ma.Schema):
     imdb_id = fields.String(allow_none=True, validate=validate.Length(max=16))
     imdb_url = fields.URL(allow_none=True, validate=validate.Length(max=512))
     poster_url = fields.URL(allow_none=True, validate=validate.Length(max=512))
+
+
+class MovieUpdateSchema(MovieWriteSchema):
+    """The same fields, each optional; a title, when given, must not be blank."""
+
+    title = fields.String(validate=[validate.Length(1, 255), not_blank])
 
 
 class StatsSchema(ma.Schema):
