@@ -197,3 +197,53 @@ def ml_app(ml_db_url, tmp_path_factory):
 @pytest.fixture
 def ml_client(ml_app):
     return ml_app.test_client()
+
+
+class AuthActions:
+    """Register and log in through the API; remembers every password it used."""
+
+    PASSWORD = "secret-pass-123"
+
+    def __init__(self):
+        self.passwords = {ADMIN_PASSWORD, self.PASSWORD}
+        self._serial = 0
+
+    def unique_username(self, prefix="user"):
+        self._serial += 1
+        return f"{prefix}_{os.getpid()}_{self._serial}_{os.urandom(3).hex()}"
+
+    def register(self, client, username, password=PASSWORD):
+        self.passwords.add(password)
+        return client.post(
+            "/api/auth/register", json={"username": username, "password": password}
+        )
+
+    def login(self, client, username, password=PASSWORD, role="client"):
+        self.passwords.add(password)
+        return client.post(
+            "/api/auth/login",
+            json={"username": username, "password": password, "role": role},
+        )
+
+    def register_and_login(self, client, username=None, password=PASSWORD):
+        """Create a client and log in as it; return its user JSON."""
+        username = username or self.unique_username()
+        response = self.register(client, username, password)
+        assert response.status_code == 201, response.get_json()
+        response = self.login(client, username, password)
+        assert response.status_code == 200, response.get_json()
+        return response.get_json()["user"]
+
+    def login_admin(self, client, username="root", password=ADMIN_PASSWORD):
+        """Log in as the admin the import creates (``ml_*`` fixtures)."""
+        response = self.login(client, username, password, role="admin")
+        assert response.status_code == 200, response.get_json()
+        return response.get_json()["user"]
+
+    def logout(self, client):
+        return client.post("/api/auth/logout")
+
+
+@pytest.fixture
+def auth():
+    return AuthActions()
