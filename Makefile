@@ -15,7 +15,7 @@ export ML100K_DETAILS ?= $(SHARED_DATA)/ml-100k-details.csv
 export SHARED_DATA_DIR ?= $(SHARED_DATA)
 endif
 
-.PHONY: run serve test init train frontend lint format fuzz bench clean venv posters
+.PHONY: run serve test init train frontend browser lint format fuzz bench clean venv posters
 
 venv: $(STAMPS)/.stamp-venv
 
@@ -49,11 +49,19 @@ frontend:
 	@if [ ! -f frontend/package.json ]; then echo "frontend/ not present: API only"; \
 	elif ! command -v npm >/dev/null 2>&1; then \
 		echo "Node.js/npm not found: skipping the front-end build (API only at /api)"; \
-	elif [ -f frontend/dist/index.html ] && [ -z "$$(find frontend/src frontend/index.html frontend/package.json -newer frontend/dist/index.html 2>/dev/null | head -1)" ]; then \
+	elif [ -f frontend/dist/index.html ] && [ frontend/node_modules/.package-lock.json -nt frontend/package-lock.json ] && [ -z "$$(find frontend/src frontend/public frontend/index.html frontend/package.json -newer frontend/dist/index.html 2>/dev/null | head -1)" ]; then \
 		echo "front end is up to date"; \
 	else \
-		cd frontend && npm ci --no-audit --no-fund && npm run build; \
+		cd frontend && { [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund; } && npm run build; \
 	fi
+
+# Debian's Chromium and a Chinese font for the browser test (npx playwright install
+# cannot download browsers here; playwright-core drives /usr/bin/chromium).
+browser:
+	@if [ -x /usr/bin/chromium ] && fc-list :lang=zh 2>/dev/null | grep -q .; then :; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei; \
+	else echo "chromium not found and no apt-get: the browser test will fail"; fi
 
 run: $(STAMPS)/.stamp-train frontend
 	$(PY) app.py
@@ -61,7 +69,7 @@ run: $(STAMPS)/.stamp-train frontend
 serve: $(STAMPS)/.stamp-train frontend
 	APP_ENV=production $(BIN)/gunicorn --config gunicorn.conf.py "app:create_app()"
 
-test: $(STAMPS)/.stamp-venv
+test: $(STAMPS)/.stamp-venv frontend browser
 	$(BIN)/python -m pytest
 
 lint: $(STAMPS)/.stamp-venv

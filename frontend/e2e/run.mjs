@@ -203,9 +203,8 @@ try {
 
   await step('the client rates Toy Story 5 stars', async () => {
     await page.click('[data-testid="my-rating"] .el-rate__item:nth-child(5)')
-    await page.waitForSelector('.el-message--success')
-    const message = await page.textContent('.el-message--success')
-    check(message.includes('已评分'), `message ${message}`)
+    // Earlier toasts ("登录成功") may still be on screen: wait for this one.
+    await page.waitForSelector('.el-message--success:has-text("已评分:5 星")')
     const detail = await apiStatus('/api/movies/detail/1')
     check(detail.body.my_rating === 5, `my_rating ${detail.body.my_rating}`)
     await shot('04-rated')
@@ -239,6 +238,27 @@ try {
     check(text.includes('Toy Story (1995)'), 'Toy Story in my ratings')
   })
 
+  await step('the AI movie expert answers with film cards', async () => {
+    await page.goto(`${base}/chat`)
+    await page.fill('[data-testid="chat-input"]', '推荐几部类似 Heat 的电影')
+    await page.click('[data-testid="chat-send"]')
+    await page.waitForSelector('[data-testid="chat-assistant"] [data-testid="chat-movie"]')
+    await page.waitForFunction(
+      () => !document.querySelector('[data-testid="chat-send"]').classList.contains('is-loading'),
+    )
+    const reply = await page.textContent('[data-testid="chat-assistant"] .bubble')
+    check(reply.includes('Heat'), `reply: ${reply}`)
+    const cards = await page.$$eval('[data-testid="chat-movie"]', (links) =>
+      links.map((a) => ({ title: a.textContent.trim(), href: a.getAttribute('href') })),
+    )
+    check(cards.length >= 3, `film cards: ${cards.length}`)
+    check(cards.every((c) => /^\/movies\/\d+$/.test(c.href)), 'cards link to film pages')
+    await shot('06-chat')
+    await page.click('[data-testid="chat-movie"] >> nth=0')
+    await page.waitForURL(new RegExp(`${cards[0].href}$`))
+    await page.waitForSelector('[data-testid="movie-heading"]')
+  })
+
   await step('a client cannot open the admin pages', async () => {
     await page.goto(`${base}/admin`)
     await page.waitForSelector('[data-testid="forbidden"]')
@@ -247,7 +267,7 @@ try {
     const stats = await apiStatus('/api/admin/stats')
     check(stats.status === 403, `GET /api/admin/stats as a client: ${stats.status}`)
     check(typeof stats.body.error.message === 'string', 'JSON error body')
-    await shot('06-client-forbidden')
+    await shot('07-client-forbidden')
   })
 
   await step('the admin logs in and sees the stats and a chart', async () => {
@@ -270,7 +290,7 @@ try {
     const charts = await page.$$('[data-testid="chart"] canvas')
     check(charts.length >= 1, 'at least one chart drawn')
     await page.waitForTimeout(800) // let the chart animation finish for the screenshot
-    await shot('07-admin-dashboard')
+    await shot('08-admin-dashboard')
   })
 
   await step('the admin sees the clients table', async () => {
@@ -278,7 +298,7 @@ try {
     await page.waitForSelector('[data-testid="clients-table"] .el-table__row')
     const text = await page.textContent('[data-testid="clients-table"]')
     check(text.includes(username), 'the new client is listed')
-    await shot('08-admin-clients')
+    await shot('09-admin-clients')
   })
 
   check(consoleErrors.length === 0, `page errors: ${consoleErrors.join(' | ')}`)
