@@ -1,26 +1,1365 @@
-"""Model pack: build, save, load and query (placeholder until the recommender lands)."""
+"""Recommendation library: content and collaborative neighbours, packs, serving.
 
+No Flask here. The training script (``train_evaluate_model.py``) fits a
+:class:`Recommender` on ratings and film texts and saves its :class:`ModelPack`;
+the app holds the pack in a :class:`PackHolder` and queries it per request.
+
+Models, all kept as top-K neighbour lists (never a dense n x n matrix):
+
+* Content: TF-IDF over genres (whole tokens such as "Sci-Fi"), director, actors,
+  title and summary words; Chinese text is split into character bigrams.
+* Ranking CF: item-item co-occurrence on sparse matrices, normalised like cosine
+  with a popularity exponent on the target film (RP3beta-like) so that the lists
+  reach beyond the blockbusters.
+* Rating prediction: regularised baselines (global mean, user and film biases
+  fitted by alternating updates) plus item-kNN on the baseline residuals with
+  shrunk Pearson-baseline similarity (KNNBaseline).
+* Popularity: damped Bayesian average of the ratings.
+
+The pack stores plain numpy arrays, lists and dicts only, so it loads in any
+process that has this module, and its arrays are memory-mapped when loaded.
+"""
+
+import hashlib
 import logging
 import os
+import re
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+import scipy
+import scipy.sparse as sp
 
 logger = logging.getLogger(__name__)
 
+FORMAT_VERSION = 1
+ALGORITHMS = ("hybrid", "itemcf", "content", "popular")
+SIMILAR_KINDS = ("hybrid", "content", "cf")
+POPULAR_REASON = "观众评价很高的热门电影"
+# Dense blocks of the item-item products hold at most this many cells (float32).
+BLOCK_CELLS = 24_000_000
+
+
+class PackError(Exception):
+    """The model pack is missing, corrupt or from another format version."""
+
+
+class NotFittedError(RuntimeError):
+    """A model was queried before ``fit``."""
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """One recommended film with the evidence behind it.
+
+    Attributes:
+        movie_id: The film id.
+        score: Ranking score (higher is better; comparable within one list only).
+        reason: Why, for people (Simplified Chinese).
+        evidence: The same for programs: ``kind`` is ``rated``, ``viewed``,
+            ``similar`` or ``popular``; ``source_movie_id`` names the film that
+            led here, when there is one.
+    """
+
+    movie_id: int
+    score: float
+    reason: str
+    evidence: dict = field(default_factory=dict)
+
+
+@dataclass
+class RatingData:
+    """Ratings as parallel arrays (one entry per rating).
+
+    ``timestamps`` are seconds since the epoch (optional).
+    """
+
+    user_ids: np.ndarray
+    movie_ids: np.ndarray
+    ratings: np.ndarray
+    timestamps: np.ndarray | None = None
+
+    def __post_init__(self):
+        self.user_ids = np.asarray(self.user_ids, dtype=np.int64)
+        self.movie_ids = np.asarray(self.movie_ids, dtype=np.int64)
+        self.ratings = np.asarray(self.ratings, dtype=np.float32)
+        if self.timestamps is not None:
+            self.timestamps = np.asarray(self.timestamps, dtype=np.float64)
+        if not len(self.user_ids) == len(self.movie_ids) == len(self.ratings):
+            raise ValueError("user_ids, movie_ids and ratings differ in length")
+
+    def __len__(self):
+        return len(self.ratings)
+
+    def subset(self, mask):
+        """Return the ratings selected by a boolean mask or index array."""
+        return RatingData(
+            self.user_ids[mask],
+            self.movie_ids[mask],
+            self.ratings[mask],
+            None if self.timestamps is None else self.timestamps[mask],
+        )
+
+    def fingerprint(self):
+        """Return counts and a SHA-256 of the (sorted) ratings."""
+        order = np.lexsort((self.movie_ids, self.user_ids))
+        digest = hashlib.sha256()
+        for array in (self.user_ids, self.movie_ids, self.ratings):
+            digest.update(np.ascontiguousarray(array[order]).tobytes())
+        return {
+            "n_ratings": int(len(self)),
+            "n_users": int(len(np.unique(self.user_ids))),
+            "n_rated_items": int(len(np.unique(self.movie_ids))),
+            "sha256": digest.hexdigest(),
+        }
+
+
+# --------------------------------------------------------------------------- text
+
+_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_WORD_RE = re.compile(rf"[{_CJK}]+|[^\W_]+", re.UNICODE)
+_CJK_RE = re.compile(rf"[{_CJK}]")
+_STOP_WORDS = None
+
+
+def _stop_words():
+    global _STOP_WORDS
+    if _STOP_WORDS is None:
+        from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+        _STOP_WORDS = frozenset(ENGLISH_STOP_WORDS)
+    return _STOP_WORDS
+
+
+def tokenize_text(text):
+    """Split free text into lower-case words; Chinese runs become char bigrams.
+
+    Args:
+        text: Any string (English, Chinese or mixed); None gives no tokens.
+
+    Returns:
+        A list of tokens.
+    """
+    if not text:
+        return []
+    stop = _stop_words()
+    tokens = []
+    for run in _WORD_RE.findall(text.lower()):
+        if _CJK_RE.match(run):
+            if len(run) == 1:
+                tokens.append(run)
+            else:
+                tokens.extend(run[i : i + 2] for i in range(len(run) - 1))
+        elif len(run) > 1 and run not in stop and not run.isdigit():
+            tokens.append(run)
+    return tokens
+
+
+def split_names(value):
+    """Split a comma-separated list of names ("Tom Hanks, Tim Allen")."""
+    if not value:
+        return []
+    return [part.strip() for part in re.split(r"[,，、]", value) if part.strip()]
+
+
+def _title_text(title):
+    # "Toy Story (1995)" -> "Toy Story": the year says little about content.
+    return re.sub(r"\(\d{4}\)\s*$", "", title or "")
+
+
+def _identity(tokens):
+    return tokens
+
+
+def _field_matrix(documents):
+    """TF-IDF of pre-tokenised documents, rows l2-normalised; None when empty."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    if not any(documents):
+        return None
+    vectorizer = TfidfVectorizer(
+        analyzer=_identity, sublinear_tf=True, dtype=np.float32
+    )
+    return vectorizer.fit_transform(documents)
+
+
+# ---------------------------------------------------------------- neighbour blocks
+
+
+def _block_rows(n_cols):
+    return max(1, min(4096, BLOCK_CELLS // max(n_cols, 1)))
+
+
+def top_k_blocks(compute_block, n_rows, n_cols, k, progress=None):
+    """Keep the ``k`` largest positive cells of each row of a virtual matrix.
+
+    Args:
+        compute_block: ``f(start, stop) -> ndarray (stop-start, n_cols)`` giving
+            rows ``start:stop`` (a square matrix: the diagonal is ignored).
+        n_rows, n_cols: Shape of the virtual matrix.
+        k: Neighbours per row.
+        progress: Optional ``f(fraction)``.
+
+    Returns:
+        ``(indices int32 (n_rows, k), scores float32 (n_rows, k))`` sorted by
+        score, padded with the row's own index and score 0.
+    """
+    k = max(1, int(k))
+    indices = np.repeat(np.arange(n_rows, dtype=np.int32)[:, None], k, axis=1)
+    scores = np.zeros((n_rows, k), dtype=np.float32)
+    if n_cols < 2 or n_rows == 0:
+        return indices, scores
+    k_eff = min(k, n_cols - 1)
+    step = _block_rows(n_cols)
+    for start in range(0, n_rows, step):
+        stop = min(n_rows, start + step)
+        block = np.asarray(compute_block(start, stop), dtype=np.float32)
+        rows = np.arange(stop - start)
+        block[rows, rows + start] = 0.0
+        np.nan_to_num(block, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        part = np.argpartition(-block, k_eff - 1, axis=1)[:, :k_eff]
+        values = np.take_along_axis(block, part, axis=1)
+        order = np.argsort(-values, axis=1, kind="stable")
+        part = np.take_along_axis(part, order, axis=1)
+        values = np.take_along_axis(values, order, axis=1)
+        keep = values > 0
+        own = (rows + start)[:, None]
+        indices[start:stop, :k_eff] = np.where(keep, part, own)
+        scores[start:stop, :k_eff] = np.where(keep, values, 0.0)
+        if progress is not None:
+            progress(stop / n_rows)
+    return indices, scores
+
+
+def _neighbour_matrix(indices, scores, n_items):
+    """CSR view (n_items x n_items) of top-K neighbour arrays; shares memory."""
+    n_rows, k = indices.shape
+    indptr = np.arange(0, n_rows * k + 1, k, dtype=np.int64)
+    matrix = sp.csr_matrix(
+        (scores.reshape(-1), indices.reshape(-1), indptr),
+        shape=(n_items, n_items),
+        copy=False,
+    )
+    return matrix
+
+
+# ------------------------------------------------------------------------ models
+
+
+class BaselinePredictor:
+    """Global mean plus user and film biases, fitted by regularised alternation.
+
+    Args:
+        reg_user: Ridge penalty on user biases.
+        reg_item: Ridge penalty on film biases.
+        n_epochs: Alternating passes (users, then films).
+
+    Attributes:
+        global_mean_: Mean rating.
+        user_bias_, item_bias_: Biases by internal index.
+    """
+
+    def __init__(self, reg_user=15.0, reg_item=10.0, n_epochs=15):
+        self.reg_user = reg_user
+        self.reg_item = reg_item
+        self.n_epochs = n_epochs
+
+    def fit(self, user_index, item_index, ratings, n_users, n_items):
+        """Fit on internal indices; returns self."""
+        ratings = ratings.astype(np.float64)
+        self.global_mean_ = float(ratings.mean()) if len(ratings) else 3.0
+        n_user = np.bincount(user_index, minlength=n_users)
+        n_item = np.bincount(item_index, minlength=n_items)
+        user_bias = np.zeros(n_users)
+        item_bias = np.zeros(n_items)
+        residual = ratings - self.global_mean_
+        for _ in range(self.n_epochs):
+            user_bias = np.bincount(
+                user_index, residual - item_bias[item_index], minlength=n_users
+            ) / (self.reg_user + n_user)
+            item_bias = np.bincount(
+                item_index, residual - user_bias[user_index], minlength=n_items
+            ) / (self.reg_item + n_item)
+        self.user_bias_ = user_bias
+        self.item_bias_ = item_bias
+        return self
+
+
+def fit_factors(
+    residual, user_index, item_index, n_users, n_items, n_factors, reg, n_epochs, seed=0
+):
+    """Factorise baseline residuals by alternating least squares (explicit).
+
+    Each half-step solves one small ridge system per user (or film): the Gram
+    matrices come from one sparse x dense product, so the cost is
+    ``n_ratings * n_factors**2`` per half-step with no dense user x item matrix.
+
+    Returns:
+        (user_factors, item_factors) float32 arrays.
+    """
+    rng = np.random.default_rng(seed)
+    item_factors = rng.normal(0, 0.1, (n_items, n_factors)).astype(np.float32)
+    ones = np.ones(len(residual), dtype=np.float32)
+    by_user = sp.csr_matrix((ones, (user_index, item_index)), shape=(n_users, n_items))
+    z_user = sp.csr_matrix(
+        (residual.astype(np.float32), (user_index, item_index)),
+        shape=(n_users, n_items),
+    )
+    by_item = by_user.T.tocsr()
+    z_item = z_user.T.tocsr()
+    ridge = np.float32(reg) * np.eye(n_factors, dtype=np.float32)
+
+    def solve(incidence, values, factors):
+        outer = (factors[:, :, None] * factors[:, None, :]).reshape(len(factors), -1)
+        result = np.empty((incidence.shape[0], n_factors), dtype=np.float32)
+        step = max(1, 8_000_000 // (n_factors * n_factors))
+        for start in range(0, incidence.shape[0], step):
+            stop = min(incidence.shape[0], start + step)
+            gram = (incidence[start:stop] @ outer).reshape(-1, n_factors, n_factors)
+            right = values[start:stop] @ factors
+            result[start:stop] = np.linalg.solve(gram + ridge, right[:, :, None])[
+                :, :, 0
+            ]
+        return result
+
+    for _ in range(n_epochs):
+        user_factors = solve(by_user, z_user, item_factors)
+        item_factors = solve(by_item, z_item, user_factors)
+    user_factors = solve(by_user, z_user, item_factors)
+    return user_factors, item_factors
+
+
+def _pearson_baseline_block(z_t, z, z2_t, z2, b_t, b, shrinkage):
+    def block(start, stop):
+        numerator = (z_t[start:stop] @ z).toarray()
+        sq_left = (z2_t[start:stop] @ b).toarray()
+        sq_right = (b_t[start:stop] @ z2).toarray()
+        count = (b_t[start:stop] @ b).toarray()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            similarity = numerator / np.sqrt(sq_left * sq_right)
+            similarity *= np.maximum(count - 1, 0) / (count - 1 + shrinkage)
+        return similarity
+
+    return block
+
+
+def _cooccurrence_block(left_t, right, pop_left, pop_right, alpha, beta, shrinkage):
+    left_norm = np.power(np.maximum(pop_left, 1e-9), alpha).astype(np.float32)
+    right_norm = np.power(np.maximum(pop_right, 1e-9), beta).astype(np.float32)
+
+    def block(start, stop):
+        counts = (left_t[start:stop] @ right).toarray()
+        return counts / (left_norm[start:stop, None] * right_norm[None, :] + shrinkage)
+
+    return block
+
+
+class Recommender:
+    """Fit every model behind a :class:`ModelPack`.
+
+    Args:
+        n_neighbors: Ranking-CF neighbours kept per film.
+        content_neighbors: Content neighbours kept per film.
+        rating_neighbors: Pearson-baseline neighbours kept per film.
+        predict_k: Neighbours a rating prediction uses (among the user's films).
+        shrinkage: Pearson shrinkage toward 0 for films with few co-raters.
+        user_exponent: Co-occurrences from a user weigh ``1 / n_ratings**e``.
+        alpha, beta: Ranking similarity divides by ``pop_i**alpha * pop_j**beta``
+            (``beta`` above ``alpha`` pushes lists toward the long tail).
+        ranking_shrinkage: Added to that denominator.
+        rating_weights: Weight of a rated film in a user's profile, by rating 1-5.
+        view_weight: Weight of a viewed but unrated film.
+        half_life_days: Recency half-life of a profile entry (relative to the
+            user's newest activity); ``recency_floor`` is the oldest entry's share.
+        content_weight: Share of content in the hybrid (after normalising each).
+        cold_ratings: Films with fewer ratings count as cold; content fills in.
+        popularity_damping: Prior weight (in ratings) of the Bayesian average.
+        reg_user, reg_item, n_epochs: Baseline settings.
+        max_user_ratings: Users with more ratings contribute only their newest
+            ones to the similarities (bounds the cost at scale).
+    """
+
+    def __init__(
+        self,
+        n_neighbors=200,
+        content_neighbors=50,
+        rating_neighbors=100,
+        predict_k=40,
+        shrinkage=100.0,
+        neighbour_reg=0.5,
+        n_factors=20,
+        factor_reg=15.0,
+        factor_epochs=15,
+        user_exponent=1.0,
+        alpha=0.9,
+        beta=0.65,
+        ranking_shrinkage=5.0,
+        popularity_penalty=0.0,
+        rating_weights=(0.1, 0.2, 0.5, 1.0, 1.5),
+        view_weight=0.5,
+        half_life_days=365.0,
+        recency_floor=0.5,
+        content_weight=0.15,
+        cold_content_weight=0.3,
+        cold_ratings=5,
+        popularity_damping=25.0,
+        reg_user=15.0,
+        reg_item=10.0,
+        n_epochs=15,
+        max_user_ratings=1000,
+    ):
+        self.n_neighbors = n_neighbors
+        self.content_neighbors = content_neighbors
+        self.rating_neighbors = rating_neighbors
+        self.predict_k = predict_k
+        self.shrinkage = shrinkage
+        self.neighbour_reg = neighbour_reg
+        self.n_factors = n_factors
+        self.factor_reg = factor_reg
+        self.factor_epochs = factor_epochs
+        self.user_exponent = user_exponent
+        self.alpha = alpha
+        self.beta = beta
+        self.ranking_shrinkage = ranking_shrinkage
+        self.popularity_penalty = popularity_penalty
+        self.rating_weights = rating_weights
+        self.view_weight = view_weight
+        self.half_life_days = half_life_days
+        self.recency_floor = recency_floor
+        self.content_weight = content_weight
+        self.cold_content_weight = cold_content_weight
+        self.cold_ratings = cold_ratings
+        self.popularity_damping = popularity_damping
+        self.reg_user = reg_user
+        self.reg_item = reg_item
+        self.n_epochs = n_epochs
+        self.max_user_ratings = max_user_ratings
+
+    def get_params(self):
+        """Return the hyperparameters as a plain dict."""
+        params = {name: getattr(self, name) for name in _PARAM_NAMES}
+        params["rating_weights"] = [float(w) for w in self.rating_weights]
+        return params
+
+    def fit(self, ratings, movies=None, progress=None):
+        """Fit all models.
+
+        Args:
+            ratings: A :class:`RatingData`.
+            movies: Optional iterable of dicts with ``id`` and any of ``title``,
+                ``tags`` (comma-separated genres), ``director``, ``actors``,
+                ``summary``. Films without ratings still get content neighbours.
+            progress: Optional ``f(stage, fraction)``.
+
+        Returns:
+            self, with ``state_`` (the pack contents) set.
+        """
+        report = progress or (lambda stage, fraction: None)
+        started = time.perf_counter()
+        movies = list(movies or [])
+        catalogue_ids = np.array([int(m["id"]) for m in movies], dtype=np.int64)
+        item_ids = np.union1d(catalogue_ids, np.unique(ratings.movie_ids))
+        n_items = len(item_ids)
+        item_index = np.searchsorted(item_ids, ratings.movie_ids).astype(np.int32)
+        user_ids, user_index = np.unique(ratings.user_ids, return_inverse=True)
+        user_index = user_index.astype(np.int32)
+        n_users = len(user_ids)
+        logger.info(
+            "fitting on %d ratings, %d users, %d films", len(ratings), n_users, n_items
+        )
+
+        report("baseline", 0.0)
+        baseline = BaselinePredictor(self.reg_user, self.reg_item, self.n_epochs).fit(
+            user_index, item_index, ratings.ratings, n_users, n_items
+        )
+        item_count = np.bincount(item_index, minlength=n_items)
+        rating_sum = np.bincount(item_index, ratings.ratings, minlength=n_items)
+        report("baseline", 1.0)
+
+        residual = (
+            ratings.ratings
+            - baseline.global_mean_
+            - baseline.user_bias_[user_index]
+            - baseline.item_bias_[item_index]
+        ).astype(np.float32)
+        item_factors = np.zeros((n_items, 0), dtype=np.float32)
+        if self.n_factors:
+            report("factors", 0.0)
+            user_factors, item_factors = fit_factors(
+                residual,
+                user_index,
+                item_index,
+                n_users,
+                n_items,
+                self.n_factors,
+                self.factor_reg,
+                self.factor_epochs,
+            )
+            step = 1_000_000
+            for start in range(0, len(residual), step):
+                stop = min(len(residual), start + step)
+                residual[start:stop] -= np.einsum(
+                    "ij,ij->i",
+                    user_factors[user_index[start:stop]],
+                    item_factors[item_index[start:stop]],
+                )
+            del user_factors
+            report("factors", 1.0)
+
+        keep = self._similarity_sample(user_index, ratings.timestamps, n_users)
+        sim_users = user_index[keep]
+        sim_items = item_index[keep]
+        residual = residual[keep]
+
+        report("rating_neighbours", 0.0)
+        rating_idx, rating_sc = self._fit_rating_neighbours(
+            sim_users, sim_items, residual, n_users, n_items, report
+        )
+        report("ranking_neighbours", 0.0)
+        cf_idx, cf_sc = self._fit_ranking_neighbours(
+            sim_users, sim_items, n_users, n_items, report
+        )
+        report("content_neighbours", 0.0)
+        features, content_idx, content_sc = self._fit_content(movies, item_ids, report)
+
+        mean = ratings.ratings.mean() if len(ratings) else 3.0
+        damping = self.popularity_damping
+        bayes = (rating_sum + damping * mean) / (item_count + damping)
+        popular_order = np.lexsort((-item_count, -bayes)).astype(np.int32)
+        titles = {int(m["id"]): str(m.get("title") or "") for m in movies}
+        titles = {int(i): titles.get(int(i)) or f"电影 {int(i)}" for i in item_ids}
+
+        self.state_ = {
+            "format_version": FORMAT_VERSION,
+            "params": self.get_params(),
+            "item_ids": item_ids.astype(np.int64),
+            "item_count": item_count.astype(np.int32),
+            "item_mean": np.divide(
+                rating_sum,
+                item_count,
+                out=np.full(n_items, np.nan),
+                where=item_count > 0,
+            ).astype(np.float32),
+            "global_mean": float(baseline.global_mean_),
+            "item_bias": baseline.item_bias_.astype(np.float32),
+            "item_factors": item_factors,
+            "popularity": bayes.astype(np.float32),
+            "popular_order": popular_order,
+            "cf_indices": cf_idx,
+            "cf_scores": cf_sc,
+            "rating_indices": rating_idx,
+            "rating_scores": rating_sc,
+            "content_indices": content_idx,
+            "content_scores": content_sc,
+            "titles": [titles[int(i)] for i in item_ids],
+            "features": [features.get(int(i), []) for i in item_ids],
+            "fingerprint": ratings.fingerprint(),
+            "fit_seconds": round(time.perf_counter() - started, 3),
+        }
+        logger.info(
+            "fitted in %.1f s: %d films, %d neighbour pairs",
+            self.state_["fit_seconds"],
+            n_items,
+            int((cf_sc > 0).sum() + (content_sc > 0).sum() + (rating_sc > 0).sum()),
+        )
+        return self
+
+    def to_pack(self, metrics=None, extra_meta=None):
+        """Return the fitted :class:`ModelPack` (with optional metrics)."""
+        if not hasattr(self, "state_"):
+            raise NotFittedError("Recommender is not fitted; call fit() first")
+        state = dict(self.state_)
+        state["metrics"] = dict(metrics or {})
+        state["meta"] = _make_meta(state, extra_meta)
+        return ModelPack(state)
+
+    # -- pieces of fit
+
+    def _similarity_sample(self, user_index, timestamps, n_users):
+        """Keep each user's newest ``max_user_ratings`` ratings for similarities."""
+        counts = np.bincount(user_index, minlength=n_users)
+        if not self.max_user_ratings or counts.max(initial=0) <= self.max_user_ratings:
+            return slice(None)
+        recency = timestamps if timestamps is not None else np.zeros(len(user_index))
+        order = np.lexsort((-recency, user_index))
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        rank = np.empty(len(order), dtype=np.int64)
+        rank[order] = np.arange(len(order)) - starts[user_index[order]]
+        return rank < self.max_user_ratings
+
+    def _fit_rating_neighbours(self, users, items, residual, n_users, n_items, report):
+        z = sp.csr_matrix(
+            (residual, (users, items)), shape=(n_users, n_items), dtype=np.float32
+        )
+        b = z.copy()
+        b.data = np.ones_like(b.data)
+        z2 = z.multiply(z).tocsr()
+        block = _pearson_baseline_block(
+            z.T.tocsr(), z, z2.T.tocsr(), z2, b.T.tocsr(), b, self.shrinkage
+        )
+        return top_k_blocks(
+            block,
+            n_items,
+            n_items,
+            self.rating_neighbors,
+            lambda f: report("rating_neighbours", f),
+        )
+
+    def _fit_ranking_neighbours(self, users, items, n_users, n_items, report):
+        user_count = np.bincount(users, minlength=n_users).astype(np.float32)
+        weight = np.power(np.maximum(user_count[users], 1.0), -self.user_exponent)
+        right = sp.csr_matrix(
+            (weight.astype(np.float32), (users, items)),
+            shape=(n_users, n_items),
+            dtype=np.float32,
+        )
+        left = sp.csr_matrix(
+            (np.ones(len(users), np.float32), (users, items)),
+            shape=(n_users, n_items),
+            dtype=np.float32,
+        )
+        popularity = np.bincount(items, minlength=n_items).astype(np.float64)
+        block = _cooccurrence_block(
+            left.T.tocsr(),
+            right,
+            popularity,
+            popularity,
+            self.alpha,
+            self.beta,
+            self.ranking_shrinkage,
+        )
+        return top_k_blocks(
+            block,
+            n_items,
+            n_items,
+            self.n_neighbors,
+            lambda f: report("ranking_neighbours", f),
+        )
+
+    def _fit_content(self, movies, item_ids, report):
+        """TF-IDF per field (genres, people, words), weighted, cosine top-K."""
+        n_items = len(item_ids)
+        by_id = {int(m["id"]): m for m in movies}
+        genres, people, words, features = [], [], [], {}
+        for movie_id in item_ids:
+            movie = by_id.get(int(movie_id), {})
+            tags = [t.strip() for t in (movie.get("tags") or "").split(",")]
+            tags = [t for t in tags if t and t.lower() != "unknown"]
+            director = split_names(movie.get("director"))
+            actors = split_names(movie.get("actors"))
+            genres.append(["g:" + t for t in tags])
+            people.append(["d:" + d for d in director] + ["a:" + a for a in actors])
+            words.append(
+                tokenize_text(_title_text(movie.get("title")))
+                + tokenize_text(movie.get("summary"))
+            )
+            features[int(movie_id)] = tags + director + actors[:6]
+        blocks = []
+        for documents, weight in ((genres, 1.0), (people, 0.5), (words, 0.7)):
+            matrix = _field_matrix(documents)
+            if matrix is not None:
+                blocks.append(matrix * np.float32(weight))
+        if not blocks:
+            empty = np.zeros((n_items, self.content_neighbors), np.float32)
+            own = np.repeat(np.arange(n_items, dtype=np.int32)[:, None], 1, axis=1)
+            return features, np.broadcast_to(own, empty.shape).copy(), empty
+        from sklearn.preprocessing import normalize
+
+        matrix = normalize(sp.hstack(blocks).tocsr().astype(np.float32))
+        matrix_t = matrix.T.tocsr()
+
+        def block(start, stop):
+            return (matrix[start:stop] @ matrix_t).toarray()
+
+        indices, scores = top_k_blocks(
+            block,
+            n_items,
+            n_items,
+            self.content_neighbors,
+            lambda f: report("content_neighbours", f),
+        )
+        return features, indices, scores
+
+
+_PARAM_NAMES = tuple(
+    name
+    for name in Recommender.__init__.__code__.co_varnames[
+        1 : Recommender.__init__.__code__.co_argcount
+    ]
+)
+
+
+def library_versions():
+    """Return the versions of the libraries a pack depends on."""
+    import platform
+
+    import joblib
+    import sklearn
+
+    return {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "scikit-learn": sklearn.__version__,
+        "joblib": joblib.__version__,
+    }
+
+
+def _make_meta(state, extra=None):
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "created_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
+        "n_items": int(len(state["item_ids"])),
+        "n_ratings": int(state["fingerprint"]["n_ratings"]),
+        "fingerprint": dict(state["fingerprint"]),
+        "versions": library_versions(),
+        "parameters": dict(state["params"]),
+        "fit_seconds": state.get("fit_seconds"),
+    }
+    meta.update(extra or {})
+    return meta
+
+
+# -------------------------------------------------------------------------- pack
+
+
+def _rating_label(value):
+    value = float(value)
+    return str(int(value)) if value.is_integer() else f"{value:g}"
+
+
+def _timestamp(value):
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.timestamp()
+    return float(value)
+
+
+class ModelPack:
+    """A fitted model, ready to answer queries (what the app holds).
+
+    Build one with :meth:`Recommender.to_pack` or :func:`load_pack`. Arrays may be
+    read-only memory maps; nothing here writes to them.
+
+    Attributes:
+        metrics: Evaluation figures recorded at training time.
+        meta: Format version, creation time, counts, data fingerprint, library
+            versions and parameters.
+    """
+
+    def __init__(self, state):
+        if state.get("format_version") != FORMAT_VERSION:
+            raise PackError(
+                f"model pack format version {state.get('format_version')!r} is not "
+                f"{FORMAT_VERSION}; retrain with train_evaluate_model.py"
+            )
+        self.state = state
+        self.params = state["params"]
+        self.metrics = state.get("metrics", {})
+        self.meta = state.get("meta", {})
+        self.item_ids = state["item_ids"]
+        self.n_items = len(self.item_ids)
+        self.titles = state["titles"]
+        self.features = state["features"]
+        self._position = {int(m): i for i, m in enumerate(self.item_ids)}
+        self._item_count = np.asarray(state["item_count"])
+        self._cold = self._item_count < self.params["cold_ratings"]
+        self._content_weights = np.where(
+            self._cold,
+            self.params["cold_content_weight"],
+            self.params["content_weight"],
+        ).astype(np.float32)
+        penalty = self.params.get("popularity_penalty") or 0.0
+        self._tail_weights = (
+            np.power(np.maximum(self._item_count, 1), -penalty).astype(np.float32)
+            if penalty
+            else None
+        )
+        self._cf = _neighbour_matrix(
+            state["cf_indices"], state["cf_scores"], self.n_items
+        )
+        self._content = _neighbour_matrix(
+            state["content_indices"], state["content_scores"], self.n_items
+        )
+        self._popular_rank = np.empty(self.n_items, dtype=np.float32)
+        self._popular_rank[state["popular_order"]] = np.linspace(
+            1.0, 0.0, self.n_items, endpoint=False, dtype=np.float32
+        )
+        self._popular_rank[self._item_count == 0] = 0.0
+
+    # -- small helpers
+
+    def index_of(self, movie_id):
+        """Return the internal index of a film, or None when unknown."""
+        return self._position.get(int(movie_id))
+
+    def title(self, movie_id):
+        """Return the stored title of a film ("" when unknown)."""
+        index = self.index_of(movie_id)
+        return self.titles[index] if index is not None else ""
+
+    @property
+    def n_ratings(self):
+        return int(self.meta.get("n_ratings", 0))
+
+    # -- similar films
+
+    def similar_items(self, movie_id, n=10, kind="hybrid"):
+        """Return films like ``movie_id``.
+
+        Args:
+            movie_id: A film id.
+            n: How many.
+            kind: ``content`` (text), ``cf`` (ratings) or ``hybrid`` (both).
+
+        Returns:
+            ``[(movie_id, score), ...]`` best first; ``[]`` for unknown films.
+
+        Raises:
+            ValueError: For an unknown ``kind``.
+        """
+        if kind not in SIMILAR_KINDS:
+            raise ValueError(f"kind must be one of {', '.join(SIMILAR_KINDS)}")
+        index = self.index_of(movie_id)
+        if index is None or n <= 0:
+            return []
+        scores = self._similar_scores(index, kind)
+        scores[index] = 0.0
+        top = _top_positive(scores, n)
+        return [(int(self.item_ids[i]), float(scores[i])) for i in top]
+
+    def _similar_scores(self, index, kind):
+        scores = np.zeros(self.n_items, dtype=np.float32)
+        if kind in ("cf", "hybrid"):
+            _add_row(scores, self.state["cf_indices"], self.state["cf_scores"], index)
+            _normalise(scores)
+        if kind in ("content", "hybrid"):
+            content = np.zeros(self.n_items, dtype=np.float32)
+            _add_row(
+                content,
+                self.state["content_indices"],
+                self.state["content_scores"],
+                index,
+            )
+            _normalise(content)
+            # A film with little rating evidence leans on its text.
+            weight = 1.0 if kind == "content" or self._cold[index] else 0.3
+            scores += weight * content
+        return scores
+
+    # -- user profile
+
+    def _profile(self, ratings, views=()):
+        """Return (indices, weights, kinds, rated positions) for one user."""
+        rated = {}
+        for movie_id, rating, rated_at in ratings:
+            index = self.index_of(movie_id)
+            if index is not None:
+                rated[index] = (float(rating), _timestamp(rated_at))
+        viewed = {}
+        for movie_id, viewed_at in views:
+            index = self.index_of(movie_id)
+            if index is not None and index not in rated and index not in viewed:
+                viewed[index] = _timestamp(viewed_at)
+        stamps = [t for _, t in rated.values() if t is not None]
+        stamps += [t for t in viewed.values() if t is not None]
+        newest = max(stamps) if stamps else None
+        params = self.params
+        rating_weights = params["rating_weights"]
+        indices, weights, kinds = [], [], []
+        for index, (rating, stamp) in rated.items():
+            indices.append(index)
+            weights.append(
+                float(np.interp(rating, (1, 2, 3, 4, 5), rating_weights))
+                * self._recency(stamp, newest)
+            )
+            kinds.append("rated")
+        for index, stamp in viewed.items():
+            indices.append(index)
+            weights.append(params["view_weight"] * self._recency(stamp, newest))
+            kinds.append("viewed")
+        return (
+            np.array(indices, dtype=np.int64),
+            np.array(weights, dtype=np.float32),
+            kinds,
+            rated,
+        )
+
+    def _recency(self, stamp, newest):
+        if stamp is None or newest is None:
+            return 1.0
+        half_life = self.params["half_life_days"] * 86400.0
+        floor = self.params["recency_floor"]
+        decay = 0.5 ** (max(newest - stamp, 0.0) / half_life)
+        return floor + (1.0 - floor) * decay
+
+    # -- scores shared by serving and evaluation
+
+    def score_matrix(self, profile, algorithm="hybrid"):
+        """Score every film for many users at once.
+
+        Args:
+            profile: CSR (n_users x n_items) of profile weights.
+            algorithm: One of ``ALGORITHMS``.
+
+        Returns:
+            Dense float32 (n_users x n_items) scores; higher is better.
+        """
+        n_users = profile.shape[0]
+        if algorithm == "popular":
+            return np.broadcast_to(self._popular_rank, (n_users, self.n_items)).copy()
+        cf = None
+        if algorithm in ("itemcf", "hybrid"):
+            cf = (profile @ self._cf).toarray()
+            if self._tail_weights is not None:
+                cf *= self._tail_weights
+            _normalise_rows(cf)
+        if algorithm == "itemcf":
+            return cf
+        content = (profile @ self._content).toarray()
+        _normalise_rows(content)
+        if algorithm == "content":
+            return content
+        return cf + content * self._content_weights
+
+    def recommend(self, ratings, views=(), n=12, algorithm="hybrid", exclude=()):
+        """Recommend films for one user.
+
+        Args:
+            ratings: ``[(movie_id, rating, rated_at), ...]`` of the user (all of
+                them; a rating just made counts at once).
+            views: ``[(movie_id, viewed_at), ...]``, newest first.
+            n: How many.
+            algorithm: ``hybrid``, ``itemcf``, ``content`` or ``popular``.
+            exclude: Film ids never to return (besides the rated ones).
+
+        Returns:
+            A list of :class:`Recommendation`, best first. Popular films fill
+            the list when the history says too little.
+
+        Raises:
+            ValueError: For an unknown ``algorithm``.
+        """
+        if algorithm not in ALGORITHMS:
+            raise ValueError(f"algorithm must be one of {', '.join(ALGORITHMS)}")
+        ratings = list(ratings)
+        views = list(views)
+        if n <= 0:
+            return []
+        indices, weights, kinds, rated = self._profile(ratings, views)
+        banned = np.zeros(self.n_items, dtype=bool)
+        banned[list(rated)] = True
+        for movie_id in exclude:
+            index = self.index_of(movie_id)
+            if index is not None:
+                banned[index] = True
+        results = []
+        if len(indices) and algorithm != "popular":
+            profile = sp.csr_matrix(
+                (weights, (np.zeros(len(indices), np.int64), indices)),
+                shape=(1, self.n_items),
+            )
+            scores = self.score_matrix(profile, algorithm)[0]
+            scores[banned] = 0.0
+            top = _top_positive(scores, n)
+            for index in top:
+                evidence = self._evidence(index, indices, weights, kinds, algorithm)
+                results.append(
+                    Recommendation(
+                        int(self.item_ids[index]),
+                        float(scores[index]),
+                        self._reason(evidence, ratings),
+                        evidence,
+                    )
+                )
+                banned[index] = True
+        if len(results) < n:
+            for movie_id in self.popular(n - len(results), exclude=()):
+                index = self.index_of(movie_id)
+                if banned[index]:
+                    continue
+                results.append(
+                    Recommendation(
+                        movie_id,
+                        float(self._popular_rank[index]) * 1e-3,
+                        POPULAR_REASON,
+                        {"kind": "popular", "source_movie_id": None},
+                    )
+                )
+                if len(results) >= n:
+                    break
+            if len(results) < n:
+                for index in self.state["popular_order"]:
+                    if len(results) >= n:
+                        break
+                    if banned[index] or any(
+                        r.movie_id == int(self.item_ids[index]) for r in results
+                    ):
+                        continue
+                    results.append(
+                        Recommendation(
+                            int(self.item_ids[index]),
+                            float(self._popular_rank[index]) * 1e-3,
+                            POPULAR_REASON,
+                            {"kind": "popular", "source_movie_id": None},
+                        )
+                    )
+        return results[:n]
+
+    def _evidence(self, target, indices, weights, kinds, algorithm):
+        """Find the profile film that contributed most to ``target``."""
+        best = (0.0, None, None)
+        sources = []
+        if algorithm in ("itemcf", "hybrid"):
+            sources.append(("cf", self.state["cf_indices"], self.state["cf_scores"]))
+        if algorithm in ("content", "hybrid"):
+            sources.append(
+                ("content", self.state["content_indices"], self.state["content_scores"])
+            )
+        for name, neighbour_idx, neighbour_sc in sources:
+            rows = np.asarray(neighbour_idx[indices])
+            hit = rows == target
+            if not hit.any():
+                continue
+            contribution = (
+                np.where(hit, np.asarray(neighbour_sc[indices]), 0.0).sum(axis=1)
+                * weights
+            )
+            if name == "content" and algorithm == "hybrid":
+                contribution = contribution * self._content_weights[target]
+            position = int(np.argmax(contribution))
+            if contribution[position] > best[0]:
+                best = (float(contribution[position]), name, position)
+        if best[1] is None:
+            return {"kind": "popular", "source_movie_id": None}
+        _, name, position = best
+        source = int(indices[position])
+        evidence = {
+            "kind": "similar" if name == "content" else kinds[position],
+            "source_movie_id": int(self.item_ids[source]),
+            "model": name,
+        }
+        if name == "content":
+            evidence["shared"] = self.shared_features(source, target)
+        return evidence
+
+    def shared_features(self, source, target):
+        """Return genres and people two films (internal indices) share."""
+        mine = self.features[target]
+        theirs = set(self.features[source])
+        return [feature for feature in mine if feature in theirs][:3]
+
+    def _reason(self, evidence, ratings):
+        kind = evidence["kind"]
+        source = evidence.get("source_movie_id")
+        title = self.title(source) if source is not None else ""
+        if kind == "rated":
+            given = [r for m, r, _ in ratings if int(m) == source]
+            evidence["rating"] = float(given[-1]) if given else None
+            stars = _rating_label(given[-1]) if given else "?"
+            return f"因为你给《{title}》打了{stars}星"
+        if kind == "viewed":
+            return f"因为你最近浏览了《{title}》"
+        if kind == "similar":
+            shared = evidence.get("shared") or []
+            if shared:
+                return f"与《{title}》相似:{'、'.join(shared)}"
+            return f"与《{title}》内容相似"
+        return POPULAR_REASON
+
+    # -- ratings
+
+    def _baseline_user(self, ratings):
+        """Fold in a user: (user bias, {index: residual})."""
+        item_bias = self.state["item_bias"]
+        mean = self.state["global_mean"]
+        rated = {}
+        for movie_id, rating, *_ in ratings:
+            index = self.index_of(movie_id)
+            if index is not None:
+                rated[index] = float(rating)
+        if not rated:
+            return 0.0, {}
+        positions = np.fromiter(rated, dtype=np.int64)
+        values = np.fromiter(rated.values(), dtype=np.float64)
+        deviation = values - mean - item_bias[positions]
+        user_bias = deviation.sum() / (self.params["reg_user"] + len(values))
+        return float(user_bias), dict(zip(rated, deviation - user_bias, strict=True))
+
+    def fold_in_factors(self, residuals):
+        """Solve the user's factor vector from their baseline residuals."""
+        factors = np.asarray(self.state["item_factors"])
+        n_factors = factors.shape[1]
+        if not n_factors or not residuals:
+            return None
+        positions = np.fromiter(residuals, dtype=np.int64)
+        values = np.fromiter(residuals.values(), dtype=np.float64)
+        rated = factors[positions].astype(np.float64)
+        gram = rated.T @ rated + self.params["factor_reg"] * np.eye(n_factors)
+        return np.linalg.solve(gram, rated.T @ values)
+
+    def predict(self, ratings, movie_id):
+        """Predict the 1-5 rating a user would give a film.
+
+        Args:
+            ratings: The user's ``[(movie_id, rating, rated_at), ...]`` (may be
+                empty: then the film's baseline).
+            movie_id: The film.
+
+        Returns:
+            A float in [1, 5], or None for a film the pack does not know.
+        """
+        index = self.index_of(movie_id)
+        if index is None:
+            return None
+        user_bias, residuals = self._baseline_user(ratings)
+        return float(self.predict_indices(user_bias, residuals, [index])[0])
+
+    def predict_indices(self, user_bias, residuals, targets):
+        """Predict for internal indices given a folded-in user (vectorised)."""
+        targets = np.asarray(targets, dtype=np.int64)
+        estimate = (
+            self.state["global_mean"]
+            + user_bias
+            + np.asarray(self.state["item_bias"])[targets]
+        )
+        user_factors = self.fold_in_factors(residuals)
+        if user_factors is not None:
+            factors = np.asarray(self.state["item_factors"])
+            estimate = estimate + factors[targets] @ user_factors
+            positions = np.fromiter(residuals, dtype=np.int64)
+            remaining = np.fromiter(residuals.values(), dtype=np.float64) - (
+                factors[positions] @ user_factors
+            )
+            residuals = dict(zip(residuals, remaining, strict=True))
+        if residuals:
+            known = np.zeros(self.n_items, dtype=bool)
+            values = np.zeros(self.n_items, dtype=np.float32)
+            positions = np.fromiter(residuals, dtype=np.int64)
+            known[positions] = True
+            values[positions] = np.fromiter(residuals.values(), dtype=np.float32)
+            neighbours = np.asarray(self.state["rating_indices"])[targets]
+            similarity = np.asarray(self.state["rating_scores"])[targets]
+            usable = known[neighbours] & (similarity > 0)
+            usable &= np.cumsum(usable, axis=1) <= self.params["predict_k"]
+            weight = np.where(usable, similarity, 0.0)
+            total = weight.sum(axis=1)
+            correction = np.divide(
+                (weight * values[neighbours]).sum(axis=1),
+                total + self.params["neighbour_reg"],
+                out=np.zeros(len(targets)),
+                where=total > 0,
+            )
+            estimate = estimate + correction
+        return np.clip(estimate, 1.0, 5.0)
+
+    # -- popularity
+
+    def popular(self, n, exclude=()):
+        """Return the ``n`` most popular film ids (damped Bayesian average)."""
+        excluded = {int(m) for m in exclude}
+        result = []
+        for index in self.state["popular_order"]:
+            movie_id = int(self.item_ids[index])
+            if self._item_count[index] == 0 or movie_id in excluded:
+                continue
+            result.append(movie_id)
+            if len(result) >= n:
+                break
+        return result
+
+    # -- persistence
+
+    def save(self, path):
+        """Write the pack atomically (temporary file in the same folder, rename)."""
+        save_state(self.state, path)
+
+
+def _top_positive(scores, n):
+    n = min(n, len(scores))
+    if n <= 0:
+        return []
+    if n < len(scores):
+        candidates = np.argpartition(-scores, n - 1)[:n]
+    else:
+        candidates = np.arange(len(scores))
+    candidates = candidates[np.argsort(-scores[candidates], kind="stable")]
+    return [int(i) for i in candidates if scores[i] > 0]
+
+
+def _add_row(scores, indices, values, row):
+    np.add.at(scores, np.asarray(indices[row]), np.asarray(values[row]))
+
+
+def _normalise(scores):
+    top = scores.max(initial=0.0)
+    if top > 0:
+        scores /= top
+
+
+def _normalise_rows(matrix):
+    top = matrix.max(axis=1, keepdims=True)
+    np.divide(matrix, top, out=matrix, where=top > 0)
+
+
+def save_state(state, path):
+    """Dump a pack dict with joblib to ``path`` atomically."""
+    import joblib
+
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=".model-", suffix=".tmp", dir=folder)
+    os.close(handle)
+    try:
+        joblib.dump(state, temporary)
+        with open(temporary, "rb+") as stream:
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+
+
+def load_pack(path, mmap=True):
+    """Load a saved pack.
+
+    Args:
+        path: The joblib file.
+        mmap: Memory-map the arrays read-only (workers share the pages).
+
+    Returns:
+        A :class:`ModelPack`.
+
+    Raises:
+        PackError: Missing, unreadable, corrupt or wrong-version file.
+    """
+    import joblib
+
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise PackError(
+            f"model pack {path} does not exist; run train_evaluate_model.py"
+        )
+    try:
+        state = joblib.load(path, mmap_mode="r" if mmap else None)
+    except Exception as exc:  # pickle, zlib, EOF, numpy: all mean "unreadable"
+        raise PackError(
+            f"model pack {path} is corrupt or unreadable "
+            f"({exc.__class__.__name__}); retrain with train_evaluate_model.py"
+        ) from exc
+    if not isinstance(state, dict) or "format_version" not in state:
+        raise PackError(f"model pack {path} is not a MovieRec model pack")
+    try:
+        pack = ModelPack(state)
+    except PackError:
+        raise
+    except Exception as exc:  # missing keys or wrong shapes
+        raise PackError(
+            f"model pack {path} is incomplete ({exc.__class__.__name__}: {exc}); "
+            "retrain with train_evaluate_model.py"
+        ) from exc
+    saved = pack.meta.get("versions", {})
+    current = library_versions()
+    different = {
+        name: (saved.get(name), current[name])
+        for name in ("numpy", "scikit-learn")
+        if saved.get(name) not in (None, current[name])
+    }
+    if different:
+        logger.info("model pack built with other library versions: %s", different)
+    logger.info(
+        "model pack loaded: %d films, %d ratings, version %s",
+        pack.n_items,
+        pack.n_ratings,
+        FORMAT_VERSION,
+    )
+    return pack
+
 
 class PackHolder:
-    """Hold the loaded model pack; reload it when the file changes."""
+    """Hold the serving pack; reload it when the file changes.
 
-    def __init__(self, path):
-        self.path = path
+    ``get`` is cheap: at most one ``stat`` per ``check_interval`` seconds. A
+    corrupt or wrong-version file is reported once (WARNING) and the previous
+    pack, if any, keeps serving.
+
+    Args:
+        path: The pack file.
+        check_interval: Seconds between checks of the file.
+    """
+
+    def __init__(self, path, check_interval=1.0):
+        self.path = os.fspath(path)
+        self.check_interval = check_interval
         self.pack = None
         self.error = None
+        self._signature = None
+        self._failed_signature = None
+        self._checked_at = None
+        self._lock = threading.Lock()
 
     def get(self):
-        """Return the loaded pack, or None while none can be loaded."""
+        """Return the current pack, or None while none can be loaded."""
+        now = time.monotonic()
+        if (
+            self._checked_at is not None
+            and now - self._checked_at < self.check_interval
+        ):
+            return self.pack
+        with self._lock:
+            if (
+                self._checked_at is not None
+                and now - self._checked_at < self.check_interval
+            ):
+                return self.pack
+            self._checked_at = now
+            self._refresh()
         return self.pack
 
+    def _refresh(self):
+        try:
+            info = os.stat(self.path)
+        except FileNotFoundError:
+            if self.pack is None:
+                self.error = "model pack file does not exist"
+            return
+        signature = (info.st_mtime_ns, info.st_size, info.st_ino)
+        if signature in (self._signature, self._failed_signature):
+            return
+        try:
+            pack = load_pack(self.path)
+        except PackError as exc:
+            self._failed_signature = signature
+            self.error = str(exc)
+            logger.warning(
+                "%s%s",
+                exc,
+                "; still serving the previous pack" if self.pack is not None else "",
+            )
+            return
+        self.pack = pack
+        self.error = None
+        self._signature = signature
+        self._failed_signature = None
+
     def status(self):
+        """Return a JSON-able description of the held pack."""
+        pack = self.get()
+        meta = pack.meta if pack is not None else {}
         return {
-            "loaded": self.pack is not None,
-            "path_exists": os.path.exists(self.path),
+            "loaded": pack is not None,
+            "path": self.path,
+            "version": meta.get("format_version"),
+            "created_at": meta.get("created_at"),
+            "n_items": meta.get("n_items"),
             "error": self.error,
         }
