@@ -205,16 +205,18 @@ class Catalogue:
         results = []
         for score, movie_id in scored[:n]:
             tags = sorted(
-                entries[movie_id].tags & liked.keys(), key=lambda tag: -liked[tag]
+                entries[movie_id].tags & liked.keys(),
+                key=lambda tag: (-liked[tag], tag),
             )
             results.append((movie_id, round(score, 4), tags[:2]))
         return results
 
-    def visitor_mix(self, n=12, exclude=(), rng=random):
+    def visitor_mix(self, n=12, exclude=(), spare=0, rng=random):
         """Return [(movie_id, kind)]: half popular, half random, shuffled.
 
-        ``kind`` is "popular" or "random". Sampling from cached id lists keeps the
-        database out of it (no ORDER BY RAND() over the table).
+        ``kind`` is "popular" or "random". ``spare`` more random films follow the
+        ``n``, for callers that skip films deleted since the index loaded. Sampling
+        from cached id lists keeps the database out of it (no ORDER BY RAND()).
         """
         state = self._current()
         excluded = set(exclude)
@@ -223,11 +225,11 @@ class Catalogue:
         chosen = rng.sample(popular, n_popular)
         taken = excluded | set(chosen)
         pool = [i for i in state["ids"] if i not in taken]
-        n_random = min(len(pool), n - n_popular)
+        randoms = rng.sample(pool, min(len(pool), n - n_popular + spare))
         picks = [(i, "popular") for i in chosen]
-        picks += [(i, "random") for i in rng.sample(pool, n_random)]
+        picks += [(i, "random") for i in randoms[: n - n_popular]]
         rng.shuffle(picks)
-        return picks
+        return picks + [(i, "random") for i in randoms[n - n_popular :]]
 
 
 def get_catalogue():

@@ -86,7 +86,8 @@ def _tags_reason(tags):
 
 def _visitor_picks(n, exclude=()):
     reasons = {"popular": "热门电影,很多人看过", "random": "随机发现,换换口味"}
-    mix = get_catalogue().visitor_mix(n, exclude=exclude)
+    # Spare picks at the end: a film deleted since the index loaded is skipped.
+    mix = get_catalogue().visitor_mix(n, exclude=exclude, spare=4)
     return [(movie_id, reasons[kind]) for movie_id, kind in mix]
 
 
@@ -130,7 +131,9 @@ def _personal_picks(ratings, views, n):
             logger.exception("model pack failed to recommend; using tags instead")
             picks = []
     if len(picks) < n:
-        taken = rated | {movie_id for movie_id, _ in picks}
+        # Films just viewed are not suggested back by the tag fallback either.
+        seen = rated | {movie_id for movie_id, _ in views}
+        taken = seen | {movie_id for movie_id, _ in picks}
         by_tags = get_catalogue().recommend_by_tags(ratings, views, n, exclude=taken)
         picks += [(movie_id, _tags_reason(tags)) for movie_id, _, tags in by_tags]
     return picks
@@ -150,8 +153,7 @@ def home():
             picks = _personal_picks(ratings, views, HOME_SIZE)
     if len(picks) < HOME_SIZE:
         taken = rated | {movie_id for movie_id, _ in picks}
-        # A few spare picks: a film deleted since the index loaded is skipped.
-        picks += _visitor_picks(HOME_SIZE - len(picks) + 4, exclude=taken)
+        picks += _visitor_picks(HOME_SIZE - len(picks), exclude=taken)
     return jsonify({"recs": cards_with_reasons(picks, HOME_SIZE)})
 
 
@@ -270,13 +272,16 @@ def list_movies(args):
 
 
 def _ordering(sort):
+    """Return ORDER BY terms; the id last makes pages stable."""
     if sort == "score":
-        return (Movie.score.is_(None), Movie.score.desc(), Movie.rating_count.desc())
-    if sort == "newest":
-        return (Movie.release_date.is_(None), Movie.release_date.desc())
-    if sort == "title":
-        return (Movie.title.asc(),)
-    return (Movie.rating_count.desc(), Movie.click_count.desc())
+        terms = (Movie.score.is_(None), Movie.score.desc(), Movie.rating_count.desc())
+    elif sort == "newest":
+        terms = (Movie.release_date.is_(None), Movie.release_date.desc())
+    elif sort == "title":
+        terms = (Movie.title.asc(),)
+    else:
+        terms = (Movie.rating_count.desc(), Movie.click_count.desc())
+    return (*terms, Movie.id.asc())
 
 
 @bp.route("/movies/tags", methods=["GET"])
@@ -436,12 +441,17 @@ def my_history(args):
             Footprint.client_id == client.id
         )
     )
-    last_viewed = func.max(Footprint.viewed_at).label("last_viewed")
+    # Ids grow with time and, unlike DATETIME on MariaDB, never tie within a second.
     rows = db.session.execute(
-        select(Footprint.movie_id, last_viewed, func.count().label("views"))
+        select(
+            Footprint.movie_id,
+            func.max(Footprint.viewed_at).label("last_viewed"),
+            func.count().label("views"),
+            func.max(Footprint.id).label("last_id"),
+        )
         .where(Footprint.client_id == client.id)
         .group_by(Footprint.movie_id)
-        .order_by(desc("last_viewed"), Footprint.movie_id.desc())
+        .order_by(desc("last_id"))
         .offset(offset)
         .limit(args["per_page"])
     ).all()

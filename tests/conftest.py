@@ -10,6 +10,7 @@ The real MovieLens files are read from ``SHARED_DATA_DIR`` (default
 ``../shared/data`` beside the checkout).
 """
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -247,3 +248,45 @@ class AuthActions:
 @pytest.fixture
 def auth():
     return AuthActions()
+
+
+HASH_MARKERS = ("pbkdf2:", "scrypt:", "$2b$", "$argon2", "password_hash")
+
+
+@pytest.fixture
+def json_secret_scan(monkeypatch, auth):
+    """Fail the test if any JSON response carried a known password or a hash.
+
+    Every request made through a Flask test client is recorded; passwords are those
+    the ``auth`` helper used plus every ``*password*`` field sent in a request body.
+    Only ``temporary_password``, the admin reset's one-time answer, may carry one.
+    """
+    from flask.testing import FlaskClient
+
+    original_open = FlaskClient.open
+    sent, received = set(), []
+
+    def recording_open(self, *args, **kwargs):
+        body = kwargs.get("json")
+        if isinstance(body, dict):
+            sent.update(
+                value
+                for key, value in body.items()
+                if "password" in key and isinstance(value, str)
+            )
+        response = original_open(self, *args, **kwargs)
+        if response.is_json:
+            received.append(response.get_json())
+        return response
+
+    monkeypatch.setattr(FlaskClient, "open", recording_open)
+    yield received
+    secrets_ = {value for value in sent | auth.passwords if len(value) >= 6}
+    for body in received:
+        if isinstance(body, dict):
+            body = {k: v for k, v in body.items() if k != "temporary_password"}
+        text_ = json.dumps(body, ensure_ascii=False)
+        for secret in secrets_:
+            assert secret not in text_, "a password appeared in a JSON response"
+        for marker in HASH_MARKERS:
+            assert marker not in text_, f"{marker!r} appeared in a JSON response"

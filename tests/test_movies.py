@@ -1,0 +1,475 @@
+"""Films: home, detail, search, tags, ratings and history, with and without a pack."""
+
+from collections import namedtuple
+
+import pytest
+from api_data import ADMIN_PASSWORD, ADMIN_USERNAME, count_rows, movie_row, seed
+from sqlalchemy import event, func, select
+
+from models import Footprint, Movie, Rating, db
+
+pytestmark = pytest.mark.usefixtures("json_secret_scan")
+
+Recommendation = namedtuple("Recommendation", "movie_id score reason evidence")
+
+
+class FakePack:
+    """Implements the model pack's interface with fixed answers."""
+
+    metrics = {"rmse": 0.91, "eval_date": "2026-12-01T00:00:00+00:00"}
+    meta = {"version": 1}
+
+    def __init__(self):
+        self.recommend_calls = []
+
+    def similar_items(self, movie_id, n=10, kind="hybrid"):
+        return [(10, 0.9), (8, 0.8)][:n] if movie_id == 1 else []
+
+    def recommend(self, ratings, views=(), n=12, algorithm="hybrid", exclude=()):
+        self.recommend_calls.append(
+            {"ratings": ratings, "views": views, "n": n, "exclude": set(exclude)}
+        )
+        return [
+            Recommendation(5, 0.9, "因为你看过《Alien》", {"kind": "similar"}),
+            Recommendation(6, 0.5, "热门", {"kind": "popular"}),
+        ]
+
+    def predict(self, ratings, movie_id):
+        return 4.0
+
+    def popular(self, n, exclude=()):
+        return [4, 1, 2][:n]
+
+
+class FakeHolder:
+    def __init__(self, pack):
+        self.pack = pack
+
+    def get(self):
+        return self.pack
+
+    def status(self):
+        return {"loaded": self.pack is not None}
+
+
+@pytest.fixture
+def seeded(app):
+    seed(app)
+    return app
+
+
+@pytest.fixture
+def seeded_client(seeded):
+    return seeded.test_client()
+
+
+@pytest.fixture
+def fake_pack(seeded):
+    pack = FakePack()
+    seeded.extensions["recommender"] = FakeHolder(pack)
+    return pack
+
+
+class StatementCounter:
+    def __init__(self, engine):
+        self.engine = engine
+        self.statements = []
+
+    def _record(self, conn, cursor, statement, *args):
+        self.statements.append(statement)
+
+    def __enter__(self):
+        event.listen(self.engine, "before_cursor_execute", self._record)
+        return self
+
+    def __exit__(self, *exc):
+        event.remove(self.engine, "before_cursor_execute", self._record)
+
+
+def count_statements(app, call):
+    with app.app_context():
+        engine = db.engine
+    with StatementCounter(engine) as counter:
+        response = call()
+    assert response.status_code == 200, response.get_json()
+    return len(counter.statements), response
+
+
+def ids_of(cards):
+    return [card["id"] for card in cards]
+
+
+# Home -----------------------------------------------------------------------------
+
+
+def test_visitor_home_mixes_popular_and_random_films(ml_app, ml_client):
+    first = ml_client.get("/api/movies/home").get_json()["recs"]
+    answers = {tuple(ids_of(first))}
+    for _ in range(4):
+        answers.add(tuple(ids_of(ml_client.get("/api/movies/home").get_json()["recs"])))
+
+    assert len(first) == 12
+    assert len(set(ids_of(first))) == 12
+    reasons = {card["reason"] for card in first}
+    assert reasons <= {"热门电影,很多人看过", "随机发现,换换口味"}
+    assert "热门电影,很多人看过" in reasons
+    assert first[0]["poster"] == f"/posters/{first[0]['id']}"
+    assert isinstance(first[0]["tags"], list)
+    # Five calls giving the same twelve films in the same order would not be random.
+    assert len(answers) > 1
+
+
+def test_visitor_home_popular_half_comes_from_the_most_rated(ml_app, ml_client):
+    with ml_app.app_context():
+        top = set(
+            db.session.scalars(
+                select(Movie.id)
+                .order_by(Movie.rating_count.desc(), Movie.id)
+                .limit(100)
+            )
+        )
+    recs = ml_client.get("/api/movies/home").get_json()["recs"]
+    popular = [card for card in recs if card["reason"] == "热门电影,很多人看过"]
+    assert len(popular) == 6
+    assert {card["id"] for card in popular} <= top
+
+
+def test_home_follows_the_latest_ratings_without_a_pack(seeded_client, auth):
+    auth.register_and_login(seeded_client)
+    seeded_client.put("/api/movies/3/rating", json={"rating": 5})
+
+    recs = seeded_client.get("/api/movies/home").get_json()["recs"]
+    assert ids_of(recs)[:2] == [1, 2]
+    assert recs[0]["reason"] == "因为你喜欢科幻类电影"
+    assert 3 not in ids_of(recs)  # rated films are not suggested again
+
+    seeded_client.put("/api/movies/3/rating", json={"rating": 1})
+    seeded_client.put("/api/movies/10/rating", json={"rating": 5})
+    recs = seeded_client.get("/api/movies/home").get_json()["recs"]
+    assert recs[0]["id"] == 6
+    assert recs[0]["reason"] == "因为你喜欢西部类电影"
+    assert {3, 10}.isdisjoint(ids_of(recs))
+    assert len(recs) == 9  # eleven films, two rated
+
+
+def test_home_uses_views_when_the_client_has_no_ratings(seeded_client, auth):
+    auth.register_and_login(seeded_client)
+    seeded_client.get("/api/movies/detail/4")
+
+    recs = seeded_client.get("/api/movies/home").get_json()["recs"]
+    assert recs[0]["id"] == 5  # Aladdin shares Animation and Children's
+    assert recs[0]["reason"] == "因为你喜欢动画、儿童类电影"
+
+
+def test_home_asks_the_pack_with_ratings_and_views(seeded_client, auth, fake_pack):
+    auth.register_and_login(seeded_client)
+    seeded_client.get("/api/movies/detail/9")
+    seeded_client.put("/api/movies/3/rating", json={"rating": 4})
+
+    recs = seeded_client.get("/api/movies/home").get_json()["recs"]
+    assert ids_of(recs)[:2] == [5, 6]
+    assert recs[0]["reason"] == "因为你看过《Alien》"
+    (call,) = fake_pack.recommend_calls
+    assert [(movie_id, rating) for movie_id, rating, _ in call["ratings"]] == [(3, 4)]
+    assert [movie_id for movie_id, _ in call["views"]] == [9]
+    assert call["exclude"] == {3}
+    assert call["n"] == 12
+    # The pack gave two films; shared tags fill the rest, never repeating one.
+    assert len(set(ids_of(recs))) == len(recs) == 10
+
+
+@pytest.mark.parametrize("logged_in", [False, True])
+def test_home_runs_at_most_four_statements(ml_app, ml_client, auth, logged_in):
+    if logged_in:
+        auth.register_and_login(ml_client)
+        ml_client.put("/api/movies/50/rating", json={"rating": 5})
+        ml_client.get("/api/movies/detail/181")
+    ml_client.get("/api/movies/home")  # the catalogue index is loaded once
+
+    n_statements, response = count_statements(
+        ml_app, lambda: ml_client.get("/api/movies/home")
+    )
+    assert len(response.get_json()["recs"]) == 12
+    assert n_statements <= 4 if logged_in else n_statements == 1
+
+
+# Detail ---------------------------------------------------------------------------
+
+
+def test_detail_returns_the_film_and_related_by_shared_tags(seeded, seeded_client):
+    response = seeded_client.get("/api/movies/detail/1")
+
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["title"] == "Star Wars (1977)"
+    assert body["tags"] == ["Action", "Sci-Fi"]
+    assert body["score"] == 4.7
+    assert body["rating_count"] == 3
+    assert body["click_count"] == 1
+    assert body["my_rating"] is None
+    assert ids_of(body["related"]) == [2, 3, 9, 7]
+    assert body["related"][0]["reason"] == "同为动作、科幻类电影"
+    assert body["related"][1]["reason"] == "同为科幻类电影"
+
+
+def test_detail_counts_clicks_and_footprints(seeded, seeded_client, auth):
+    seeded_client.get("/api/movies/detail/4")
+    user = auth.register_and_login(seeded_client)
+    seeded_client.put("/api/movies/4/rating", json={"rating": 2})
+    body = seeded_client.get("/api/movies/detail/4").get_json()
+
+    assert body["click_count"] == 2
+    assert body["my_rating"] == 2
+    with seeded.app_context():
+        clicks = db.session.get(Movie, 4).click_count
+    assert clicks == 2
+    assert count_rows(seeded, Footprint, client_id=user["id"]) == 1
+
+
+def test_detail_of_an_unknown_film_is_404(seeded_client):
+    response = seeded_client.get("/api/movies/detail/999")
+    assert response.status_code == 404
+    assert response.get_json()["error"]["code"] == "movie_not_found"
+    assert response.get_json()["error"]["message"] == "电影不存在"
+
+
+def test_detail_related_come_from_the_pack_first(seeded_client, fake_pack):
+    related = seeded_client.get("/api/movies/detail/1").get_json()["related"]
+    assert ids_of(related) == [10, 8, 2, 3, 9, 7]
+    assert related[0]["reason"] == "喜欢这部的观众也喜欢"
+
+
+@pytest.mark.parametrize("logged_in", [False, True])
+def test_detail_runs_at_most_five_statements(ml_app, ml_client, auth, logged_in):
+    if logged_in:
+        auth.register_and_login(ml_client)
+    ml_client.get("/api/movies/home")
+
+    n_statements, response = count_statements(
+        ml_app, lambda: ml_client.get("/api/movies/detail/50")
+    )
+    assert len(response.get_json()["related"]) == 6
+    assert n_statements <= (5 if logged_in else 3)
+
+
+# Search and tags ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("", [4, 1, 2, 8, 3, 6, 9, 5, 7, 10, 11]),
+        ("q=mark hamill", [1, 2]),
+        ("q=MARK", [1, 2]),
+        ("q=李安", [7]),
+        ("q=藏龙", [7]),
+        ("q=clint", [6, 10]),
+        ("q=100%", [11]),
+        ("q=_", [11]),
+        ("tag=Sci-Fi", [1, 2, 3]),
+        ("tag=Fi", []),
+        ("year_from=1990&year_to=1995", [4, 6, 9, 5]),
+        ("tag=Western&year_to=1970", [10]),
+        ("sort=score", [1, 8, 2, 4, 3, 6, 9, 5, 7, 10, 11]),
+        ("sort=newest", [7, 9, 4, 5, 6, 2, 3, 1, 10, 8, 11]),
+        ("sort=title&q=a", [5, 3, 8, 2, 9, 1, 10, 4, 6]),
+    ],
+)
+def test_search_filters_and_sorts(seeded_client, query, expected):
+    response = seeded_client.get(f"/api/movies?{query}")
+
+    assert response.status_code == 200
+    body = response.get_json()
+    assert ids_of(body["items"]) == expected
+    assert body["total"] == len(expected)
+    assert (body["page"], body["per_page"]) == (1, 20)
+
+
+def test_search_pages(seeded_client):
+    body = seeded_client.get("/api/movies?per_page=4&page=3").get_json()
+    assert ids_of(body["items"]) == [7, 10, 11]
+    assert (body["total"], body["page"], body["per_page"]) == (11, 3, 4)
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["per_page=101", "per_page=0", "page=0", "sort=random", "year_from=abc"],
+)
+def test_search_rejects_bad_parameters(seeded_client, query):
+    response = seeded_client.get(f"/api/movies?{query}")
+    assert response.status_code == 422
+    error = response.get_json()["error"]
+    assert error["code"] == "validation_error"
+    assert list(error["details"]) == [query.split("=")[0]]
+
+
+def test_tags_are_counted(seeded_client):
+    response = seeded_client.get("/api/movies/tags")
+    assert response.status_code == 200
+    assert response.get_json()[:8] == [
+        {"tag": "Action", "count": 4},
+        {"tag": "Drama", "count": 3},
+        {"tag": "Sci-Fi", "count": 3},
+        {"tag": "Animation", "count": 2},
+        {"tag": "Children's", "count": 2},
+        {"tag": "Romance", "count": 2},
+        {"tag": "Western", "count": 2},
+        {"tag": "Comedy", "count": 1},
+    ]
+    assert len(response.get_json()) == 12
+
+
+def test_tags_on_the_real_catalogue(ml_client):
+    tags = {
+        item["tag"]: item["count"] for item in ml_client.get("/api/movies/tags").json
+    }
+    assert tags["Drama"] == 725
+    assert tags["Comedy"] == 505
+    assert len(tags) == 19
+
+
+# Ratings --------------------------------------------------------------------------
+
+
+def test_rating_creates_changes_and_removes(seeded, seeded_client, auth):
+    auth.register_and_login(seeded_client)
+
+    created = seeded_client.put("/api/movies/2/rating", json={"rating": 1})
+    assert created.status_code == 201
+    body = created.get_json()
+    assert (body["movie_id"], body["rating"], body["created"]) == (2, 1, True)
+    assert (body["score"], body["rating_count"]) == (3.0, 3)
+    assert movie_row(seeded, 2) == (pytest.approx(3.0), 3)
+
+    changed = seeded_client.put("/api/movies/2/rating", json={"rating": 5})
+    assert changed.status_code == 200
+    assert (changed.json["score"], changed.json["rating_count"]) == (4.33, 3)
+    assert changed.json["created"] is False
+    assert movie_row(seeded, 2) == (pytest.approx(13 / 3), 3)
+
+    removed = seeded_client.delete("/api/movies/2/rating")
+    assert removed.status_code == 200
+    assert (removed.json["score"], removed.json["rating_count"]) == (4.0, 2)
+    assert movie_row(seeded, 2) == (pytest.approx(4.0), 2)
+
+    again = seeded_client.delete("/api/movies/2/rating")
+    assert again.status_code == 404
+    assert again.json["error"]["code"] == "rating_not_found"
+
+
+def test_first_rating_of_an_unrated_film_sets_its_score(seeded, seeded_client, auth):
+    auth.register_and_login(seeded_client)
+    seeded_client.put("/api/movies/7/rating", json={"rating": 4})
+    assert movie_row(seeded, 7) == (pytest.approx(4.0), 1)
+    seeded_client.delete("/api/movies/7/rating")
+    assert movie_row(seeded, 7) == (None, 0)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"rating": 0},
+        {"rating": 6},
+        {"rating": "5"},
+        {"rating": 4.5},
+        {"rating": True},
+        {"rating": None},
+        {},
+        {"rating": 4, "comment": "好看"},
+    ],
+)
+def test_rating_rejects_bad_values(seeded, seeded_client, auth, body):
+    auth.register_and_login(seeded_client)
+    response = seeded_client.put("/api/movies/2/rating", json=body)
+    assert response.status_code == 422
+    assert response.json["error"]["code"] == "validation_error"
+    assert movie_row(seeded, 2) == (pytest.approx(4.0), 2)
+
+
+def test_rating_needs_a_client(seeded_client, auth):
+    logged_out = seeded_client.put("/api/movies/2/rating", json={"rating": 3})
+    assert logged_out.status_code == 401
+    assert logged_out.json["error"]["code"] == "login_required"
+    auth.login_admin(seeded_client, ADMIN_USERNAME, ADMIN_PASSWORD)
+    as_admin = seeded_client.put("/api/movies/2/rating", json={"rating": 3})
+    assert as_admin.status_code == 403
+    assert as_admin.json["error"]["code"] == "client_only"
+
+
+def test_rating_an_unknown_film_is_404(seeded_client, auth):
+    auth.register_and_login(seeded_client)
+    response = seeded_client.put("/api/movies/999/rating", json={"rating": 3})
+    assert response.status_code == 404
+    assert response.json["error"]["code"] == "movie_not_found"
+
+
+# My ratings and history -----------------------------------------------------------
+
+
+def test_my_ratings_newest_first_and_paged(seeded_client, auth):
+    auth.register_and_login(seeded_client)
+    for movie_id, rating in [(1, 5), (2, 4), (3, 2)]:
+        seeded_client.put(f"/api/movies/{movie_id}/rating", json={"rating": rating})
+
+    body = seeded_client.get("/api/me/ratings?per_page=2").get_json()
+    assert body["total"] == 3
+    assert [(item["movie"]["id"], item["rating"]) for item in body["items"]] == [
+        (3, 2),
+        (2, 4),
+    ]
+    second = seeded_client.get("/api/me/ratings?per_page=2&page=2").get_json()
+    assert [item["movie"]["id"] for item in second["items"]] == [1]
+
+
+def test_history_lists_distinct_films_newest_first_and_clears(
+    seeded, seeded_client, auth
+):
+    user = auth.register_and_login(seeded_client)
+    for movie_id in (1, 2, 1, 3):
+        seeded_client.get(f"/api/movies/detail/{movie_id}")
+
+    body = seeded_client.get("/api/me/history").get_json()
+    assert body["total"] == 3
+    assert [(i["movie"]["id"], i["views"]) for i in body["items"]] == [
+        (3, 1),
+        (1, 2),
+        (2, 1),
+    ]
+    assert (
+        seeded_client.get("/api/me/history?per_page=1&page=2").json["items"][0][
+            "movie"
+        ]["id"]
+        == 1
+    )
+
+    cleared = seeded_client.delete("/api/me/history")
+    assert cleared.status_code == 200
+    assert cleared.get_json() == {"deleted": 4}
+    assert seeded_client.get("/api/me/history").json["total"] == 0
+    assert count_rows(seeded, Footprint, client_id=user["id"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", "/api/me/ratings"),
+        ("get", "/api/me/history"),
+        ("delete", "/api/me/history"),
+    ],
+)
+def test_my_pages_need_login(seeded_client, method, path):
+    response = getattr(seeded_client, method)(path)
+    assert response.status_code == 401
+    assert response.json["error"]["code"] == "login_required"
+
+
+def test_ratings_on_real_data_keep_score_in_line(ml_app, ml_client, auth):
+    auth.register_and_login(ml_client)
+    ml_client.put("/api/movies/100/rating", json={"rating": 1})
+    with ml_app.app_context():
+        expected = db.session.execute(
+            select(func.count(), func.avg(Rating.rating)).where(Rating.movie_id == 100)
+        ).one()
+        movie = db.session.get(Movie, 100)
+        assert movie.rating_count == expected[0]
+        assert movie.score == pytest.approx(float(expected[1]), abs=1e-3)
