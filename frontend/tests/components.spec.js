@@ -217,3 +217,29 @@ describe('MovieView', () => {
     expect(wrapper.find('[data-testid="movie-heading"]').exists()).toBe(false)
   })
 })
+
+describe('ChatPanel', () => {
+  it('streams the answer and links the film cards to their pages', async () => {
+    const { default: ChatPanel } = await import('@/components/ChatPanel.vue')
+    const text =
+      'event: delta\ndata: {"content":"与《Heat》相似:"}\n\n' +
+      'event: delta\ndata: {"content":"《Fargo》"}\n\n' +
+      `event: done\ndata: ${JSON.stringify({ reply: '与《Heat》相似:《Fargo》', movies: [film(100, { title: 'Fargo (1996)' })], offline: true })}\n\n`
+    const calls = mockFetch({
+      ...VISITOR,
+      'POST /api/ai/chat/stream': () => new Response(text, { headers: { 'Content-Type': 'text/event-stream' } }),
+    })
+    const { wrapper } = await mountWithApp(ChatPanel, { path: '/chat' })
+
+    await wrapper.get('[data-testid="chat-input"]').setValue('类似 Heat 的电影')
+    await wrapper.get('[data-testid="chat-input"]').trigger('keydown', { key: 'Enter' })
+    await vi.waitFor(() => expect(wrapper.findAll('[data-testid="chat-movie"]')).toHaveLength(1))
+
+    expect(calls.find((c) => c.method === 'POST').body).toEqual({ message: '类似 Heat 的电影', history: [] })
+    expect(wrapper.get('[data-testid="chat-user"]').text()).toBe('类似 Heat 的电影')
+    expect(wrapper.get('[data-testid="chat-assistant"] .bubble').text()).toBe('与《Heat》相似:《Fargo》')
+    expect(wrapper.get('[data-testid="chat-movie"]').attributes('href')).toBe('/movies/100')
+    expect(wrapper.get('[data-testid="chat-offline"]').text()).toContain('离线模式')
+    expect(wrapper.get('[data-testid="chat-input"]').element.value).toBe('')
+  })
+})
