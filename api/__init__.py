@@ -10,6 +10,7 @@ gets a code derived from its status.
 """
 
 import logging
+import time
 
 from flask import jsonify
 from flask_limiter import Limiter
@@ -98,8 +99,10 @@ def register_error_handlers(app):
         details = _validation_details(exc)
         code, message = _bad_input(exc, details)
         headers = {}
-        if status == 429 and getattr(exc, "retry_after", None):
-            headers["Retry-After"] = str(exc.retry_after)
+        if status == 429:
+            retry_after = getattr(exc, "retry_after", None) or _seconds_to_reset()
+            if retry_after:
+                headers["Retry-After"] = str(retry_after)
         if status == 405 and exc.valid_methods:
             headers["Allow"] = ", ".join(exc.valid_methods)
         return error_response(status, code, message, details, headers)
@@ -122,6 +125,17 @@ def register_error_handlers(app):
     def handle_unexpected(exc):
         logger.exception("unhandled error")
         return error_response(500)
+
+
+def _seconds_to_reset():
+    """Seconds until the breached Flask-Limiter window resets, or None."""
+    try:
+        current = limiter.current_limit
+    except Exception:  # outside a limited request there is nothing to report
+        return None
+    if current is None or not current.breached:
+        return None
+    return max(1, int(current.reset_at - time.time()))
 
 
 def _rollback():
