@@ -37,6 +37,8 @@ import scipy.sparse as sp
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+NEIGHBOUR_LISTS = ("cf", "similar", "content", "rating")
+COMPACT_MAX_ITEMS = 32_767
 ALGORITHMS = ("hybrid", "itemcf", "content", "popular")
 SIMILAR_KINDS = ("hybrid", "content", "cf")
 POPULAR_REASON = "观众评价很高的热门电影"
@@ -387,7 +389,8 @@ class Recommender:
         self,
         n_neighbors=200,
         content_neighbors=50,
-        rating_neighbors=100,
+        similar_neighbors=30,
+        rating_neighbors=70,
         predict_k=40,
         shrinkage=100.0,
         neighbour_reg=0.5,
@@ -406,14 +409,15 @@ class Recommender:
         content_weight=0.15,
         cold_content_weight=0.3,
         cold_ratings=5,
-        popularity_damping=25.0,
+        popularity_damping=100.0,
         reg_user=15.0,
-        reg_item=10.0,
+        reg_item=5.0,
         n_epochs=15,
         max_user_ratings=1000,
     ):
         self.n_neighbors = n_neighbors
         self.content_neighbors = content_neighbors
+        self.similar_neighbors = similar_neighbors
         self.rating_neighbors = rating_neighbors
         self.predict_k = predict_k
         self.shrinkage = shrinkage
@@ -520,7 +524,7 @@ class Recommender:
             sim_users, sim_items, residual, n_users, n_items, report
         )
         report("ranking_neighbours", 0.0)
-        cf_idx, cf_sc = self._fit_ranking_neighbours(
+        cf_idx, cf_sc, similar_idx, similar_sc = self._fit_ranking_neighbours(
             sim_users, sim_items, n_users, n_items, report
         )
         report("content_neighbours", 0.0)
@@ -533,6 +537,11 @@ class Recommender:
         titles = {int(m["id"]): str(m.get("title") or "") for m in movies}
         titles = {int(i): titles.get(int(i)) or f"电影 {int(i)}" for i in item_ids}
 
+        if n_items <= COMPACT_MAX_ITEMS:
+            rating_idx, cf_idx, similar_idx, content_idx = (
+                array.astype(np.uint16)
+                for array in (rating_idx, cf_idx, similar_idx, content_idx)
+            )
         self.state_ = {
             "format_version": FORMAT_VERSION,
             "params": self.get_params(),
@@ -551,6 +560,8 @@ class Recommender:
             "popular_order": popular_order,
             "cf_indices": cf_idx,
             "cf_scores": cf_sc,
+            "similar_indices": similar_idx,
+            "similar_scores": similar_sc,
             "rating_indices": rating_idx,
             "rating_scores": rating_sc,
             "content_indices": content_idx,
@@ -632,13 +643,31 @@ class Recommender:
             self.beta,
             self.ranking_shrinkage,
         )
-        return top_k_blocks(
+        indices, scores = top_k_blocks(
             block,
             n_items,
             n_items,
             self.n_neighbors,
-            lambda f: report("ranking_neighbours", f),
+            lambda f: report("ranking_neighbours", f / 2),
         )
+        # "Similar films" for people: plain cosine of who rated what (no user
+        # damping, no popularity tilt), shrunk a little toward few co-raters.
+        left_t = left.T.tocsr()
+        norm = np.sqrt(np.maximum(popularity, 1.0)).astype(np.float32)
+
+        def cosine(start, stop):
+            counts = (left_t[start:stop] @ left).toarray()
+            shrink = counts / (counts + 5.0)
+            return counts * shrink / (norm[start:stop, None] * norm[None, :])
+
+        similar_idx, similar_sc = top_k_blocks(
+            cosine,
+            n_items,
+            n_items,
+            self.similar_neighbors,
+            lambda f: report("ranking_neighbours", 0.5 + f / 2),
+        )
+        return indices, scores, similar_idx, similar_sc
 
     def _fit_content(self, movies, item_ids, report):
         """TF-IDF per field (genres, people, words), weighted, cosine top-K."""
@@ -769,6 +798,12 @@ class ModelPack:
         self.titles = state["titles"]
         self.features = state["features"]
         self._position = {int(m): i for i, m in enumerate(self.item_ids)}
+        # Small catalogues store uint16 ids (a smaller file); widening them costs
+        # little. Large ones store int32, used in place from the memory map.
+        self.neighbour_indices = {
+            name: np.asarray(state[f"{name}_indices"]).astype(np.int32, copy=False)
+            for name in NEIGHBOUR_LISTS
+        }
         self._item_count = np.asarray(state["item_count"])
         self._cold = self._item_count < self.params["cold_ratings"]
         self._content_weights = np.where(
@@ -783,10 +818,10 @@ class ModelPack:
             else None
         )
         self._cf = _neighbour_matrix(
-            state["cf_indices"], state["cf_scores"], self.n_items
+            self.neighbour_indices["cf"], state["cf_scores"], self.n_items
         )
         self._content = _neighbour_matrix(
-            state["content_indices"], state["content_scores"], self.n_items
+            self.neighbour_indices["content"], state["content_scores"], self.n_items
         )
         self._popular_rank = np.empty(self.n_items, dtype=np.float32)
         self._popular_rank[state["popular_order"]] = np.linspace(
@@ -838,13 +873,18 @@ class ModelPack:
     def _similar_scores(self, index, kind):
         scores = np.zeros(self.n_items, dtype=np.float32)
         if kind in ("cf", "hybrid"):
-            _add_row(scores, self.state["cf_indices"], self.state["cf_scores"], index)
+            _add_row(
+                scores,
+                self.neighbour_indices["similar"],
+                self.state["similar_scores"],
+                index,
+            )
             _normalise(scores)
         if kind in ("content", "hybrid"):
             content = np.zeros(self.n_items, dtype=np.float32)
             _add_row(
                 content,
-                self.state["content_indices"],
+                self.neighbour_indices["content"],
                 self.state["content_scores"],
                 index,
             )
@@ -902,8 +942,24 @@ class ModelPack:
 
     # -- scores shared by serving and evaluation
 
+    def _components(self, profile, algorithm):
+        """Return (cf, content) dense scores, each divided by its row maximum.
+
+        Also returns the row maxima, so single contributions can be compared.
+        """
+        cf = content = cf_top = content_top = None
+        if algorithm in ("itemcf", "hybrid"):
+            cf = (profile @ self._cf).toarray()
+            if self._tail_weights is not None:
+                cf *= self._tail_weights
+            cf_top = _normalise_rows(cf)
+        if algorithm in ("content", "hybrid"):
+            content = (profile @ self._content).toarray()
+            content_top = _normalise_rows(content)
+        return cf, content, cf_top, content_top
+
     def score_matrix(self, profile, algorithm="hybrid"):
-        """Score every film for many users at once.
+        """Score every film for many users at once (evaluation uses this too).
 
         Args:
             profile: CSR (n_users x n_items) of profile weights.
@@ -912,19 +968,12 @@ class ModelPack:
         Returns:
             Dense float32 (n_users x n_items) scores; higher is better.
         """
-        n_users = profile.shape[0]
         if algorithm == "popular":
-            return np.broadcast_to(self._popular_rank, (n_users, self.n_items)).copy()
-        cf = None
-        if algorithm in ("itemcf", "hybrid"):
-            cf = (profile @ self._cf).toarray()
-            if self._tail_weights is not None:
-                cf *= self._tail_weights
-            _normalise_rows(cf)
+            shape = (profile.shape[0], self.n_items)
+            return np.broadcast_to(self._popular_rank, shape).copy()
+        cf, content, _, _ = self._components(profile, algorithm)
         if algorithm == "itemcf":
             return cf
-        content = (profile @ self._content).toarray()
-        _normalise_rows(content)
         if algorithm == "content":
             return content
         return cf + content * self._content_weights
@@ -950,10 +999,9 @@ class ModelPack:
         if algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm must be one of {', '.join(ALGORITHMS)}")
         ratings = list(ratings)
-        views = list(views)
         if n <= 0:
             return []
-        indices, weights, kinds, rated = self._profile(ratings, views)
+        indices, weights, kinds, rated = self._profile(ratings, list(views))
         banned = np.zeros(self.n_items, dtype=bool)
         banned[list(rated)] = True
         for movie_id in exclude:
@@ -966,74 +1014,80 @@ class ModelPack:
                 (weights, (np.zeros(len(indices), np.int64), indices)),
                 shape=(1, self.n_items),
             )
-            scores = self.score_matrix(profile, algorithm)[0]
+            cf, content, cf_top, content_top = self._components(profile, algorithm)
+            if algorithm == "itemcf":
+                scores = cf[0]
+            elif algorithm == "content":
+                scores = content[0]
+            else:
+                scores = cf[0] + content[0] * self._content_weights
             scores[banned] = 0.0
-            top = _top_positive(scores, n)
-            for index in top:
-                evidence = self._evidence(index, indices, weights, kinds, algorithm)
+            scales = {
+                "cf": None if cf_top is None else float(cf_top[0, 0]),
+                "content": None if content_top is None else float(content_top[0, 0]),
+            }
+            for index in _top_positive(scores, n):
+                evidence = self._evidence(
+                    index, indices, weights, kinds, algorithm, scales
+                )
+                reason = self._reason(evidence, rated)
                 results.append(
                     Recommendation(
                         int(self.item_ids[index]),
                         float(scores[index]),
-                        self._reason(evidence, ratings),
+                        reason,
                         evidence,
                     )
                 )
                 banned[index] = True
-        if len(results) < n:
-            for movie_id in self.popular(n - len(results), exclude=()):
-                index = self.index_of(movie_id)
-                if banned[index]:
-                    continue
-                results.append(
-                    Recommendation(
-                        movie_id,
-                        float(self._popular_rank[index]) * 1e-3,
-                        POPULAR_REASON,
-                        {"kind": "popular", "source_movie_id": None},
-                    )
+        # LIMITATION: with no usable history the list is popularity only.
+        for index in self._popular_indices():
+            if len(results) >= n:
+                break
+            if banned[index]:
+                continue
+            banned[index] = True
+            results.append(
+                Recommendation(
+                    int(self.item_ids[index]),
+                    float(self._popular_rank[index]) * 1e-3,
+                    POPULAR_REASON,
+                    {"kind": "popular", "source_movie_id": None},
                 )
-                if len(results) >= n:
-                    break
-            if len(results) < n:
-                for index in self.state["popular_order"]:
-                    if len(results) >= n:
-                        break
-                    if banned[index] or any(
-                        r.movie_id == int(self.item_ids[index]) for r in results
-                    ):
-                        continue
-                    results.append(
-                        Recommendation(
-                            int(self.item_ids[index]),
-                            float(self._popular_rank[index]) * 1e-3,
-                            POPULAR_REASON,
-                            {"kind": "popular", "source_movie_id": None},
-                        )
-                    )
-        return results[:n]
+            )
+        return results
 
-    def _evidence(self, target, indices, weights, kinds, algorithm):
+    def _popular_indices(self):
+        """Yield film indices by popularity; never-rated films come last."""
+        order = self.state["popular_order"]
+        for index in order:
+            if self._item_count[index] > 0:
+                yield int(index)
+        for index in order:
+            if self._item_count[index] == 0:
+                yield int(index)
+
+    def _evidence(self, target, indices, weights, kinds, algorithm, scales):
         """Find the profile film that contributed most to ``target``."""
         best = (0.0, None, None)
         sources = []
         if algorithm in ("itemcf", "hybrid"):
-            sources.append(("cf", self.state["cf_indices"], self.state["cf_scores"]))
+            scale = 1.0 / scales["cf"] if scales["cf"] else 0.0
+            if self._tail_weights is not None:
+                scale *= float(self._tail_weights[target])
+            sources.append(("cf", "cf", scale))
         if algorithm in ("content", "hybrid"):
-            sources.append(
-                ("content", self.state["content_indices"], self.state["content_scores"])
-            )
-        for name, neighbour_idx, neighbour_sc in sources:
-            rows = np.asarray(neighbour_idx[indices])
+            scale = 1.0 / scales["content"] if scales["content"] else 0.0
+            if algorithm == "hybrid":
+                scale *= float(self._content_weights[target])
+            sources.append(("content", "content", scale))
+        for name, key, scale in sources:
+            rows = self.neighbour_indices[key][indices]
             hit = rows == target
-            if not hit.any():
+            if not hit.any() or scale <= 0:
                 continue
-            contribution = (
-                np.where(hit, np.asarray(neighbour_sc[indices]), 0.0).sum(axis=1)
-                * weights
-            )
-            if name == "content" and algorithm == "hybrid":
-                contribution = contribution * self._content_weights[target]
+            values = np.asarray(self.state[f"{key}_scores"][indices])
+            contribution = np.where(hit, values, 0.0).sum(axis=1) * weights * scale
             position = int(np.argmax(contribution))
             if contribution[position] > best[0]:
                 best = (float(contribution[position]), name, position)
@@ -1056,15 +1110,14 @@ class ModelPack:
         theirs = set(self.features[source])
         return [feature for feature in mine if feature in theirs][:3]
 
-    def _reason(self, evidence, ratings):
+    def _reason(self, evidence, rated):
         kind = evidence["kind"]
         source = evidence.get("source_movie_id")
         title = self.title(source) if source is not None else ""
         if kind == "rated":
-            given = [r for m, r, _ in ratings if int(m) == source]
-            evidence["rating"] = float(given[-1]) if given else None
-            stars = _rating_label(given[-1]) if given else "?"
-            return f"因为你给《{title}》打了{stars}星"
+            rating, _ = rated[self.index_of(source)]
+            evidence["rating"] = rating
+            return f"因为你给《{title}》打了{_rating_label(rating)}星"
         if kind == "viewed":
             return f"因为你最近浏览了《{title}》"
         if kind == "similar":
@@ -1145,7 +1198,7 @@ class ModelPack:
             positions = np.fromiter(residuals, dtype=np.int64)
             known[positions] = True
             values[positions] = np.fromiter(residuals.values(), dtype=np.float32)
-            neighbours = np.asarray(self.state["rating_indices"])[targets]
+            neighbours = self.neighbour_indices["rating"][targets]
             similarity = np.asarray(self.state["rating_scores"])[targets]
             usable = known[neighbours] & (similarity > 0)
             usable &= np.cumsum(usable, axis=1) <= self.params["predict_k"]
@@ -1207,6 +1260,7 @@ def _normalise(scores):
 def _normalise_rows(matrix):
     top = matrix.max(axis=1, keepdims=True)
     np.divide(matrix, top, out=matrix, where=top > 0)
+    return top
 
 
 def save_state(state, path):
