@@ -25,6 +25,7 @@ STEPS = (
     "a visitor sees 12 films with posters or placeholders",
     "a visitor registers",
     "the new client logs in",
+    "browsing sorts films by score",
     'a search for "toy" finds Toy Story',
     "the film page shows facts and related films",
     "the client rates Toy Story 5 stars",

@@ -172,6 +172,22 @@ try {
     check(me.body.role === 'client', `role ${me.body.role}`)
   })
 
+  await step('browsing sorts films by score', async () => {
+    await page.goto(`${base}/movies`)
+    await waitForCards(12)
+    await page.click('.el-radio-button:has-text("评分最高")')
+    await page.waitForURL(/sort=score/)
+    await page.waitForFunction(() => {
+      const scores = [...document.querySelectorAll('[data-testid="movie-card"] .score')]
+      return scores.length >= 12 && Number(scores[0].textContent) >= 4.5
+    })
+    const scores = await page.$$eval('[data-testid="movie-card"] .score', (els) =>
+      els.map((el) => Number(el.textContent)),
+    )
+    const sorted = [...scores].sort((a, b) => b - a)
+    check(JSON.stringify(scores) === JSON.stringify(sorted), `not sorted: ${scores.join(', ')}`)
+  })
+
   await step('a search for "toy" finds Toy Story', async () => {
     await page.goto(`${base}/movies`)
     await page.fill('[data-testid="search-input"]', 'toy')
