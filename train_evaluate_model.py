@@ -106,6 +106,8 @@ def read_ratings_file(path):
     path = Path(path)
     with path.open("r", encoding="utf-8", errors="replace") as stream:
         first = stream.readline()
+    if not first.strip():
+        return RatingData([], [], [], [])
     if "\t" in first:
         table = np.loadtxt(path, delimiter="\t", dtype=np.float64, ndmin=2)
     else:
@@ -498,7 +500,31 @@ class _Progress:
             self.bar = None
 
 
-def train(
+def train(database_url, output, progress_callback=None, **options):
+    """Evaluate on a held-out split, fit on everything and write the pack.
+
+    Args:
+        database_url: SQLAlchemy URL to read films and ratings from (ignored when
+            ``ratings`` is given).
+        output: Where to write the pack (metrics JSON goes beside it).
+        progress_callback: Optional ``f(stage, fraction)``; stages are prefixed
+            ``evaluation: `` or ``final: ``, and ``done`` comes last.
+        **options: ``params`` (Recommender hyperparameters), ``seed`` of the 20%
+            split, ``ratings`` and ``movies`` to use instead of the database,
+            ``show_progress`` (tqdm bars).
+
+    Returns:
+        The metrics dict (our model's keys, ``baselines``, ``algorithms``,
+        ``eval_date``), as stored in the pack and beside it.
+
+    Raises:
+        ValueError: No ratings to train on.
+    """
+    metrics, _ = _train(database_url, output, progress_callback, **options)
+    return metrics
+
+
+def _train(
     database_url,
     output,
     progress_callback=None,
@@ -507,30 +533,7 @@ def train(
     ratings=None,
     movies=None,
     show_progress=False,
-    k=10,
 ):
-    """Evaluate on a held-out split, fit on everything and write the pack.
-
-    Args:
-        database_url: SQLAlchemy URL to read films and ratings from (ignored when
-            ``ratings`` is given).
-        output: Where to write the pack (metrics JSON goes beside it).
-        progress_callback: Optional ``f(stage, fraction)``.
-        params: Recommender hyperparameters (defaults otherwise).
-        seed: Seed of the 20% per-user split.
-        ratings, movies: Data to use instead of the database.
-        show_progress: Draw tqdm bars.
-        k: Neighbours of the ranking CF (``n_neighbors``) when params omit it.
-
-    Returns:
-        The metrics dict (our model's keys, ``baselines``, ``algorithms``,
-        ``eval_date``).
-
-    Raises:
-        ValueError: No ratings to train on.
-    """
-    params = dict(params or {})
-    params.setdefault("n_neighbors", k if k != 10 else Recommender().n_neighbors)
     started = time.perf_counter()
     if ratings is None:
         movies, ratings = read_database(database_url)
@@ -550,15 +553,14 @@ def train(
         seed=seed,
     )
     progress = _Progress(progress_callback, show_progress, "final: ")
-    model = Recommender(**params).fit(ratings, movies, progress=progress)
+    model = Recommender(**(params or {})).fit(ratings, movies, progress=progress)
     progress.close()
     pack = model.to_pack(metrics=metrics, extra_meta={"eval_protocol": "holdout-20"})
     write_pack(pack, output, metrics)
     if progress_callback is not None:
         progress_callback("done", 1.0)
     logger.info("trained and saved in %.1f s", time.perf_counter() - started)
-    metrics["table"] = result
-    return metrics
+    return metrics, result
 
 
 def write_pack(pack, output, metrics):
@@ -625,7 +627,10 @@ def build_parser():
     )
     parser.add_argument("--output", help="pack path (default: MODEL_PATH setting)")
     parser.add_argument(
-        "--k", type=int, default=100, help="ranking-CF neighbours per film"
+        "--k",
+        type=int,
+        default=Recommender().n_neighbors,
+        help="CF neighbours kept per film",
     )
     parser.add_argument(
         "--seed", type=int, default=42, help="seed of the held-out split"
@@ -692,7 +697,7 @@ def main(argv=None):
         movies = []
     database_url = args.database_url or settings["SQLALCHEMY_DATABASE_URI"]
     try:
-        metrics = train(
+        metrics, table = _train(
             database_url,
             output,
             params=params,
@@ -711,7 +716,6 @@ def main(argv=None):
             print(f"error: database: {exc.__class__.__name__}: {exc}", file=sys.stderr)
             return 3
         raise
-    table = metrics.pop("table")
     print(format_table(table))
     if args.metrics_out:
         _write_json(args.metrics_out, metrics)

@@ -7,9 +7,9 @@ from datetime import datetime, timedelta
 import joblib
 import numpy as np
 import pytest
+from conftest import ML100K_DIR
 
 import recommender
-from conftest import ML100K_DIR
 from recommender import (
     POPULAR_REASON,
     ModelPack,
@@ -243,7 +243,7 @@ def chinese_pack(ml_movies, ml_ratings):
             "id": 5001,
             "title": "流浪地球",
             "tags": "Sci-Fi",
-            "summary": "太阳即将毁灭,人类在地球表面建造巨大的推进器,带着地球逃离太阳系。",
+            "summary": "太阳即将毁灭,人类建造巨大的推进器,带着地球逃离太阳系。",
         },
         {
             "id": 5002,
