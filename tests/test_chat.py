@@ -18,7 +18,14 @@ from llm_server import FakeLLM
 from sqlalchemy import func, select
 
 from api import limiter
-from assistant import APOLOGY, OFFLINE_NOTICE, SYSTEM_PROMPT
+from assistant import (
+    APOLOGY,
+    OFFLINE_NOTICE,
+    PERSON_ALIASES_ZH,
+    SYSTEM_PROMPT,
+    TITLE_ALIASES_ZH,
+    tokens_of,
+)
 from models import Client, Footprint, Movie, Rating, db, utcnow
 
 KEY = "sk-test-" + secrets.token_hex(16)
@@ -35,20 +42,41 @@ def llm():
 
 def _app(ml_db_url, tmp_path_factory, **overrides):
     tmp = tmp_path_factory.mktemp("chat")
-    return make_app(
-        ml_db_url,
-        MODEL_PATH=str(tmp / "model.joblib"),
-        POSTER_DIR=str(tmp / "posters"),
-        **overrides,
-    )
+    settings = {
+        "MODEL_PATH": str(tmp / "model.joblib"),
+        "POSTER_DIR": str(tmp / "posters"),
+    }
+    settings.update(overrides)
+    return make_app(ml_db_url, **settings)
+
+
+def neighbours(app, movie_id, n=8):
+    """The loaded pack's hybrid neighbours of a film."""
+    with app.app_context():
+        pack = app.extensions["recommender"].get()
+        assert pack is not None
+        return [item for item, _ in pack.similar_items(movie_id, n=n, kind="hybrid")]
 
 
 @pytest.fixture(scope="module")
-def chat_app(ml_db_url, llm, tmp_path_factory):
-    """The app on the MovieLens import, with a key and the fake provider."""
+def pack_path(ml_db_url, tmp_path_factory):
+    """A model pack fitted on the MovieLens import (no evaluation: fit and save)."""
+    from recommender import Recommender
+    from train_evaluate_model import read_database
+
+    movies, ratings = read_database(ml_db_url)
+    path = tmp_path_factory.mktemp("pack") / "model.joblib"
+    Recommender().fit(ratings, movies).to_pack().save(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def chat_app(ml_db_url, llm, pack_path, tmp_path_factory):
+    """The app on the MovieLens import, with a key, the fake provider and a pack."""
     application = _app(
         ml_db_url,
         tmp_path_factory,
+        MODEL_PATH=pack_path,
         LLM_API_KEY=KEY,
         LLM_BASE_URL=llm.base_url,
         LLM_MODEL="test-model",
@@ -60,8 +88,17 @@ def chat_app(ml_db_url, llm, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def offline_app(ml_db_url, tmp_path_factory):
-    """The app on the MovieLens import with no LLM_API_KEY."""
+def offline_app(ml_db_url, pack_path, tmp_path_factory):
+    """The app on the MovieLens import and a pack, with no LLM_API_KEY."""
+    application = _app(ml_db_url, tmp_path_factory, MODEL_PATH=pack_path)
+    yield application
+    with application.app_context():
+        db.engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def packless_app(ml_db_url, tmp_path_factory):
+    """The app with no LLM_API_KEY and no model pack (a fresh machine)."""
     application = _app(ml_db_url, tmp_path_factory)
     yield application
     with application.app_context():
@@ -116,6 +153,13 @@ def movie(app, movie_id):
         return found
 
 
+def damped_score(app, film):
+    """A film's mean rating shrunk towards the mean of all ratings (15 ratings)."""
+    with app.app_context():
+        mean = float(db.session.scalar(select(func.avg(Rating.rating))))
+    return (film.score * film.rating_count + 15 * mean) / (film.rating_count + 15)
+
+
 def context_ids(system, heading):
     """Return the film ids listed under a heading of the system prompt."""
     section = system.split(heading, 1)[1].split("\n\n", 1)[0]
@@ -155,6 +199,7 @@ def test_question_naming_toy_story_sends_its_facts(chat, chat_app, llm):
     )
     assert "summary: A cowboy doll is profoundly threatened" in facts
     similar = context_ids(system, "Catalogue films most similar to Toy Story:")
+    assert similar == neighbours(chat_app, TOY_STORY)
     assert len(similar) == 8 and TOY_STORY not in similar
 
 
@@ -210,18 +255,9 @@ def test_reply_naming_no_film_gets_the_grounded_films(chat, llm):
     assert len(body["movies"]) == 8
 
 
-def _register_client(client, app, ratings=(), views=()):
+def _register_client(client, app, auth, ratings=(), views=()):
     """Register and log in a client; give them ratings and views."""
-    username = "chat_" + secrets.token_hex(4)
-    response = client.post(
-        "/api/auth/register", json={"username": username, "password": "password-123"}
-    )
-    assert response.status_code == 201
-    response = client.post(
-        "/api/auth/login", json={"username": username, "password": "password-123"}
-    )
-    assert response.status_code == 200
-    client_id = response.get_json()["user"]["id"]
+    client_id = auth.register_and_login(client, auth.unique_username("chat"))["id"]
     now = utcnow()
     with app.app_context():
         for age, (movie_id, rating) in enumerate(ratings):
@@ -251,10 +287,16 @@ def _delete_client(app, client_id):
         db.session.commit()
 
 
-def test_logged_in_client_history_and_recommendations_are_sent(chat, chat_app, llm):
+def test_logged_in_client_history_and_recommendations_are_sent(
+    chat, chat_app, llm, auth
+):
     fargo, casablanca = 100, 483
     client_id = _register_client(
-        chat, chat_app, ratings=[(fargo, 5), (HEAT, 4), (TOY_STORY, 2)], views=[50]
+        chat,
+        chat_app,
+        auth,
+        ratings=[(fargo, 5), (HEAT, 4), (TOY_STORY, 2)],
+        views=[50],
     )
     llm.reply("根据你的口味,推荐《Casablanca》。")
     try:
@@ -274,6 +316,10 @@ def test_logged_in_client_history_and_recommendations_are_sent(chat, chat_app, l
     recommended = context_ids(system, "Recommended for this user by the site:")
     assert len(recommended) == 8
     assert not {fargo, HEAT, TOY_STORY} & set(recommended)
+    section = system.split("Recommended for this user by the site:\n", 1)[1]
+    # The pack's reasons name the films the client rated.
+    assert all("; why: " in line for line in section.split("\n\n")[0].split("\n"))
+    assert "Fargo" in section.split("\n\n")[0]
     assert titles(body["movies"]) == ["Casablanca (1942)"]
     assert body["movies"][0]["id"] == casablanca
 
@@ -420,6 +466,24 @@ def test_provider_failing_twice_is_a_503_after_one_retry(chat, llm, status, code
     assert len(llm.requests) == 2
 
 
+@pytest.mark.parametrize(
+    ("raw", "content_type"),
+    [
+        (b"<html>Welcome to nginx!</html>", "text/html"),
+        (b"<html>Welcome to nginx!</html>", "application/json"),
+        (b'{"object": "list", "data": []}', "application/json"),
+    ],
+)
+def test_provider_answering_garbage_is_a_503(chat, llm, raw, content_type):
+    llm.garbage(raw, content_type)
+
+    response = ask(chat, "推荐电影")
+
+    assert response.status_code == 503
+    assert response.get_json()["error"]["code"] == "llm_error"
+    assert response.get_json()["reply"] == APOLOGY
+
+
 def test_provider_down_is_a_503(ml_db_url, tmp_path_factory):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -473,14 +537,26 @@ def test_offline_films_like_heat_are_heats_neighbours(offline, offline_app):
     assert body["reply"].startswith(OFFLINE_NOTICE)
     assert "与《Heat》相似的影片:" in body["reply"]
     ids = [m["id"] for m in body["movies"]]
+    assert ids == neighbours(offline_app, HEAT)
     assert len(ids) == 8 and HEAT not in ids
-    heat = movie(offline_app, HEAT)
-    # LIMITATION: no model pack yet, so the neighbours are the SQL fallback:
-    # films sharing most of Heat's genres.
-    for card in body["movies"]:
-        assert set(card["tags"]) & set(heat.tag_list)
+    # Real neighbours: crime thrillers of the time, Fargo among them.
+    assert 100 in ids
     first = body["movies"][0]
     assert f"1. 《{first['title'][:-7]}》({first['year']})" in body["reply"]
+
+
+def test_offline_without_a_pack_finds_heats_neighbours_by_genre(packless_app):
+    limiter.enabled = False
+
+    body = ask(packless_app.test_client(), "类似盗火线的电影").get_json()
+
+    assert body["reply"].startswith(OFFLINE_NOTICE)
+    ids = [m["id"] for m in body["movies"]]
+    assert len(ids) == 8 and HEAT not in ids
+    heat = movie(packless_app, HEAT)
+    shared = [len(set(m["tags"]) & set(heat.tag_list)) for m in body["movies"]]
+    assert shared == sorted(shared, reverse=True)
+    assert shared[0] == len(heat.tag_list)
 
 
 def test_offline_best_comedies_of_1994_are_ranked_by_damped_score(offline, offline_app):
@@ -488,36 +564,40 @@ def test_offline_best_comedies_of_1994_are_ranked_by_damped_score(offline, offli
 
     body = response.get_json()
     with offline_app.app_context():
-        mean = float(db.session.scalar(select(func.avg(Rating.rating))))
         films = db.session.scalars(
             select(Movie).where(Movie.rating_count > 0, Movie.tags.like("%Comedy%"))
         ).all()
     candidates = [m for m in films if m.year == 1994 and "Comedy" in m.tag_list]
-    candidates.sort(
-        key=lambda m: (
-            -(m.score * m.rating_count + 15 * mean) / (m.rating_count + 15),
-            -m.rating_count,
-            m.id,
-        )
-    )
+    candidates.sort(key=lambda m: (-damped_score(offline_app, m), -m.rating_count))
     assert [m["id"] for m in body["movies"]] == [m.id for m in candidates[:8]]
     assert "1994 年喜剧片中评分最高的" in body["reply"]
     # A film rated 4.0 by a single viewer does not beat well-rated popular ones.
     assert all(m["rating_count"] >= 10 for m in body["movies"][:3])
 
 
-def test_offline_director_gets_their_films(offline, offline_app):
-    body = ask(offline, "有哪些希区柯克导演的电影?").get_json()
+@pytest.mark.parametrize(
+    ("question", "director"),
+    [
+        ("有哪些希区柯克导演的电影?", "Alfred Hitchcock"),
+        ("Which films by Steven Spielberg should I see?", "Steven Spielberg"),
+        ("Hitchcock films, please", "Alfred Hitchcock"),
+    ],
+)
+def test_offline_director_gets_their_films(offline, offline_app, question, director):
+    body = ask(offline, question).get_json()
 
     assert body["reply"].startswith(OFFLINE_NOTICE)
-    assert "Alfred Hitchcock 执导的影片" in body["reply"]
-    assert len(body["movies"]) == 8
-    assert all(m["director"] == "Alfred Hitchcock" for m in body["movies"])
+    assert f"{director} 执导的影片" in body["reply"]
     with offline_app.app_context():
-        total = db.session.scalar(
-            select(func.count()).where(Movie.director == "Alfred Hitchcock")
-        )
-    assert total >= 8
+        directed = db.session.scalars(
+            select(Movie).where(Movie.director.like(f"%{director}%"))
+        ).all()
+    expected = {m.id for m in directed if m.rating_count and director in m.director}
+    assert len(body["movies"]) == min(8, len(expected)) >= 6
+    assert {m["id"] for m in body["movies"]} <= expected
+    by_id = {m.id: m for m in directed}
+    damped = [damped_score(offline_app, by_id[m["id"]]) for m in body["movies"]]
+    assert damped == sorted(damped, reverse=True)
 
 
 def test_offline_stream_sends_the_same_answer(offline):
@@ -537,6 +617,25 @@ def test_offline_question_naming_nothing_gets_popular_films(offline):
     assert "本站评分最高的热门影片" in body["reply"]
     assert len(body["movies"]) == 8
     assert all(m["rating_count"] >= 50 for m in body["movies"])
+
+
+def test_every_chinese_alias_names_a_catalogue_film_or_person(offline, offline_app):
+    ask(offline, "warm up")
+    index = offline_app.extensions["assistant"]._index
+
+    missing = [
+        alias
+        for alias, name in TITLE_ALIASES_ZH.items()
+        if tokens_of(name) not in index.titles
+    ]
+    missing += [
+        alias
+        for alias, name in PERSON_ALIASES_ZH.items()
+        if tokens_of(name) not in index.directors | index.actors
+    ]
+
+    assert missing == []
+    assert index.find("我想看教父和星球大战").movie_ids == [127, 50]
 
 
 def test_catalogue_index_follows_new_films_but_not_clicks(offline, offline_app):
@@ -657,12 +756,13 @@ def test_rate_limit_per_address(limited):
 
     assert refused.status_code == 429
     assert refused.get_json()["error"]["code"] == "rate_limited"
+    assert 0 < int(refused.headers["Retry-After"]) <= 60
     assert other.status_code == 200
 
 
-def test_rate_limit_per_client_follows_the_account(limited):
+def test_rate_limit_per_client_follows_the_account(limited, auth):
     client = limited.test_client()
-    client_id = _register_client(client, limited)
+    client_id = _register_client(client, limited, auth)
     try:
         statuses = [
             client.post(
