@@ -473,3 +473,77 @@ def test_ratings_on_real_data_keep_score_in_line(ml_app, ml_client, auth):
         movie = db.session.get(Movie, 100)
         assert movie.rating_count == expected[0]
         assert movie.score == pytest.approx(float(expected[1]), abs=1e-3)
+
+
+# With a real model pack -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pack_app(ml_db_url, tmp_path_factory):
+    """The app on the MovieLens import with a pack fitted on it (no evaluation)."""
+    from conftest import make_app
+
+    from recommender import Recommender
+    from train_evaluate_model import read_database
+
+    movies, ratings = read_database(ml_db_url)
+    tmp = tmp_path_factory.mktemp("movies_pack")
+    Recommender().fit(ratings, movies).to_pack().save(tmp / "model.joblib")
+    application = make_app(
+        ml_db_url,
+        MODEL_PATH=str(tmp / "model.joblib"),
+        POSTER_DIR=str(tmp / "posters"),
+    )
+    yield application
+    with application.app_context():
+        db.engine.dispose()
+
+
+def test_detail_related_come_from_the_real_pack(pack_app):
+    with pack_app.app_context():
+        pack = pack_app.extensions["recommender"].get()
+        assert pack is not None
+        expected = [m for m, _ in pack.similar_items(50, n=6, kind="hybrid")]
+
+    related = pack_app.test_client().get("/api/movies/detail/50").json["related"]
+    assert ids_of(related) == expected
+    assert all(card["reason"] for card in related)
+
+
+def test_home_from_the_real_pack_follows_new_ratings(pack_app, auth):
+    client = pack_app.test_client()
+    auth.register_and_login(client)
+    for movie_id in (50, 172, 181):  # Star Wars and its sequels
+        client.put(f"/api/movies/{movie_id}/rating", json={"rating": 5})
+
+    first = client.get("/api/movies/home").json["recs"]
+    assert len(first) == 12
+    assert {50, 172, 181}.isdisjoint(ids_of(first))
+    assert all(card["reason"] for card in first)
+
+    for movie_id in (1, 71, 95, 99):  # Toy Story, Lion King, Aladdin, Snow White
+        client.put(f"/api/movies/{movie_id}/rating", json={"rating": 5})
+    for movie_id in (50, 172, 181):
+        client.put(f"/api/movies/{movie_id}/rating", json={"rating": 1})
+    second = client.get("/api/movies/home").json["recs"]
+    assert {1, 71, 95, 99, 50, 172, 181}.isdisjoint(ids_of(second))
+    assert ids_of(second) != ids_of(first)
+    with pack_app.app_context():
+        animated = set(
+            db.session.scalars(select(Movie.id).where(Movie.tags.contains("Animation")))
+        )
+    assert len(animated & set(ids_of(second))) > len(animated & set(ids_of(first)))
+
+
+def test_home_and_detail_statements_with_the_real_pack(pack_app, auth):
+    client = pack_app.test_client()
+    auth.register_and_login(client)
+    client.put("/api/movies/50/rating", json={"rating": 5})
+    client.get("/api/movies/home")
+
+    n_home, _ = count_statements(pack_app, lambda: client.get("/api/movies/home"))
+    n_detail, _ = count_statements(
+        pack_app, lambda: client.get("/api/movies/detail/172")
+    )
+    assert n_home <= 4
+    assert n_detail <= 5
