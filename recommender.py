@@ -908,37 +908,29 @@ class ModelPack:
             index = self.index_of(movie_id)
             if index is not None and index not in rated and index not in viewed:
                 viewed[index] = _timestamp(viewed_at)
-        stamps = [t for _, t in rated.values() if t is not None]
-        stamps += [t for t in viewed.values() if t is not None]
-        newest = max(stamps) if stamps else None
         params = self.params
-        rating_weights = params["rating_weights"]
-        indices, weights, kinds = [], [], []
-        for index, (rating, stamp) in rated.items():
-            indices.append(index)
-            weights.append(
-                float(np.interp(rating, (1, 2, 3, 4, 5), rating_weights))
-                * self._recency(stamp, newest)
-            )
-            kinds.append("rated")
-        for index, stamp in viewed.items():
-            indices.append(index)
-            weights.append(params["view_weight"] * self._recency(stamp, newest))
-            kinds.append("viewed")
-        return (
-            np.array(indices, dtype=np.int64),
-            np.array(weights, dtype=np.float32),
-            kinds,
-            rated,
+        indices = np.fromiter(
+            list(rated) + list(viewed), dtype=np.int64, count=len(rated) + len(viewed)
         )
-
-    def _recency(self, stamp, newest):
-        if stamp is None or newest is None:
-            return 1.0
-        half_life = self.params["half_life_days"] * 86400.0
-        floor = self.params["recency_floor"]
-        decay = 0.5 ** (max(newest - stamp, 0.0) / half_life)
-        return floor + (1.0 - floor) * decay
+        values = np.array([r for r, _ in rated.values()], dtype=np.float64)
+        weights = np.concatenate(
+            [
+                np.interp(values, (1, 2, 3, 4, 5), params["rating_weights"]),
+                np.full(len(viewed), params["view_weight"]),
+            ]
+        )
+        stamps = [t for _, t in rated.values()] + list(viewed.values())
+        known = np.array([t is not None for t in stamps], dtype=bool)
+        if known.any():
+            # Age relative to the user's newest activity, not to today: a user
+            # back after a year still gets their latest taste first.
+            times = np.array([t or 0.0 for t in stamps], dtype=np.float64)
+            age = np.maximum(times[known].max() - times, 0.0)
+            decay = 0.5 ** (age / (params["half_life_days"] * 86400.0))
+            floor = params["recency_floor"]
+            weights = weights * np.where(known, floor + (1.0 - floor) * decay, 1.0)
+        kinds = ["rated"] * len(rated) + ["viewed"] * len(viewed)
+        return indices, weights.astype(np.float32), kinds, rated
 
     # -- scores shared by serving and evaluation
 
@@ -1010,26 +1002,12 @@ class ModelPack:
                 banned[index] = True
         results = []
         if len(indices) and algorithm != "popular":
-            profile = sp.csr_matrix(
-                (weights, (np.zeros(len(indices), np.int64), indices)),
-                shape=(1, self.n_items),
-            )
-            cf, content, cf_top, content_top = self._components(profile, algorithm)
-            if algorithm == "itemcf":
-                scores = cf[0]
-            elif algorithm == "content":
-                scores = content[0]
-            else:
-                scores = cf[0] + content[0] * self._content_weights
+            scores, contributions = self._score_one(indices, weights, algorithm)
             scores[banned] = 0.0
-            scales = {
-                "cf": None if cf_top is None else float(cf_top[0, 0]),
-                "content": None if content_top is None else float(content_top[0, 0]),
-            }
-            for index in _top_positive(scores, n):
-                evidence = self._evidence(
-                    index, indices, weights, kinds, algorithm, scales
-                )
+            top = _top_positive(scores, n)
+            for index, evidence in zip(
+                top, self._evidence(top, indices, kinds, contributions), strict=True
+            ):
                 reason = self._reason(evidence, rated)
                 results.append(
                     Recommendation(
@@ -1067,42 +1045,88 @@ class ModelPack:
             if self._item_count[index] == 0:
                 yield int(index)
 
-    def _evidence(self, target, indices, weights, kinds, algorithm, scales):
-        """Find the profile film that contributed most to ``target``."""
-        best = (0.0, None, None)
-        sources = []
-        if algorithm in ("itemcf", "hybrid"):
-            scale = 1.0 / scales["cf"] if scales["cf"] else 0.0
-            if self._tail_weights is not None:
-                scale *= float(self._tail_weights[target])
-            sources.append(("cf", "cf", scale))
-        if algorithm in ("content", "hybrid"):
-            scale = 1.0 / scales["content"] if scales["content"] else 0.0
-            if algorithm == "hybrid":
-                scale *= float(self._content_weights[target])
-            sources.append(("content", "content", scale))
-        for name, key, scale in sources:
-            rows = self.neighbour_indices[key][indices]
-            hit = rows == target
-            if not hit.any() or scale <= 0:
+    def _score_one(self, indices, weights, algorithm):
+        """Score every film for one profile, as :meth:`score_matrix` does.
+
+        Gathers the profile films' neighbour rows directly (cheaper than a
+        sparse product for one user) and keeps them to explain the results.
+
+        Returns:
+            (scores, contributions): ``contributions`` lists, per model, the
+            neighbour rows and each profile film's normalised share.
+        """
+        scores = np.zeros(self.n_items, dtype=np.float32)
+        contributions = []
+        names = {"itemcf": ("cf",), "content": ("content",)}.get(
+            algorithm, ("cf", "content")
+        )
+        for name in names:
+            rows = self.neighbour_indices[name][indices]
+            values = (
+                np.asarray(self.state[f"{name}_scores"][indices]) * weights[:, None]
+            )
+            part = np.bincount(
+                rows.ravel(), values.ravel(), minlength=self.n_items
+            ).astype(np.float32)
+            # Per-target factors: the popularity penalty on CF (applied before
+            # normalising) and the content share of the hybrid (after).
+            target_scale = np.ones(self.n_items, dtype=np.float32)
+            if name == "cf" and self._tail_weights is not None:
+                target_scale = self._tail_weights
+                part *= target_scale
+            top = part.max(initial=0.0)
+            if top <= 0:
                 continue
-            values = np.asarray(self.state[f"{key}_scores"][indices])
-            contribution = np.where(hit, values, 0.0).sum(axis=1) * weights * scale
-            position = int(np.argmax(contribution))
-            if contribution[position] > best[0]:
-                best = (float(contribution[position]), name, position)
-        if best[1] is None:
-            return {"kind": "popular", "source_movie_id": None}
-        _, name, position = best
-        source = int(indices[position])
-        evidence = {
-            "kind": "similar" if name == "content" else kinds[position],
-            "source_movie_id": int(self.item_ids[source]),
-            "model": name,
-        }
-        if name == "content":
-            evidence["shared"] = self.shared_features(source, target)
-        return evidence
+            part /= top
+            if name == "content" and algorithm == "hybrid":
+                target_scale = self._content_weights
+                part *= target_scale
+            scores += part
+            contributions.append((name, rows, values / top, target_scale))
+        return scores, contributions
+
+    def _evidence(self, targets, indices, kinds, contributions):
+        """For each target, find the profile film that contributed most."""
+        if not targets:
+            return []
+        slot = np.full(self.n_items, -1, dtype=np.int64)
+        slot[targets] = np.arange(len(targets))
+        n_profile = len(indices)
+        best_value = np.zeros(len(targets))
+        best_source = np.full(len(targets), -1)
+        best_model = [None] * len(targets)
+        for name, rows, values, target_scale in contributions:
+            positions = slot[rows]
+            hit = positions >= 0
+            profile_rows = np.broadcast_to(np.arange(n_profile)[:, None], rows.shape)[
+                hit
+            ]
+            share = np.zeros((len(targets), n_profile))
+            np.add.at(share, (positions[hit], profile_rows), values[hit])
+            share *= target_scale[np.asarray(targets)][:, None]
+            strongest = share.argmax(axis=1)
+            value = share[np.arange(len(targets)), strongest]
+            better = value > best_value
+            best_value[better] = value[better]
+            best_source[better] = strongest[better]
+            for i in np.flatnonzero(better):
+                best_model[i] = name
+        result = []
+        for i, target in enumerate(targets):
+            if best_model[i] is None:
+                result.append({"kind": "popular", "source_movie_id": None})
+                continue
+            position = int(best_source[i])
+            source = int(indices[position])
+            evidence = {
+                "kind": "similar" if best_model[i] == "content" else kinds[position],
+                "source_movie_id": int(self.item_ids[source]),
+                "model": best_model[i],
+            }
+            if best_model[i] == "content":
+                evidence["shared"] = self.shared_features(source, target)
+            result.append(evidence)
+        return result
 
     def shared_features(self, source, target):
         """Return genres and people two films (internal indices) share."""
@@ -1274,6 +1298,8 @@ def save_state(state, path):
     os.close(handle)
     try:
         joblib.dump(state, temporary)
+        # mkstemp makes the file private; the app may run as another user.
+        os.chmod(temporary, 0o644)
         with open(temporary, "rb+") as stream:
             os.fsync(stream.fileno())
         os.replace(temporary, path)

@@ -124,6 +124,27 @@ def test_a_new_rating_changes_the_recommendations_at_once(pack, ml_ratings):
     assert after != before[1:]
 
 
+@pytest.mark.parametrize("algorithm", ["hybrid", "itemcf", "content"])
+def test_serving_ranks_like_the_evaluated_score_matrix(pack, ml_ratings, algorithm):
+    import scipy.sparse as sp
+
+    history = user_history(ml_ratings, 5, limit=40)
+    indices, weights, _, rated = pack._profile(history)
+    profile = sp.csr_matrix(
+        (weights, (np.zeros(len(indices), int), indices)), shape=(1, pack.n_items)
+    )
+    scores = pack.score_matrix(profile, algorithm)[0]
+    scores[list(rated)] = -1
+    expected = [int(pack.item_ids[i]) for i in np.argsort(-scores, kind="stable")[:10]]
+
+    served = pack.recommend(history, n=10, algorithm=algorithm)
+
+    assert [r.movie_id for r in served] == expected
+    np.testing.assert_allclose(
+        [r.score for r in served], np.sort(scores)[::-1][:10], rtol=1e-4
+    )
+
+
 def test_reasons_name_the_rated_film_and_its_stars(pack, ml_ratings):
     history = user_history(ml_ratings, 1, limit=50)
     rating_of = {m: r for m, r, _ in history}
