@@ -317,6 +317,21 @@ try {
     await shot('09-admin-clients')
   })
 
+  await step('the interface switches to English and back', async () => {
+    await page.goto(`${base}/admin`)
+    await page.waitForSelector('[data-testid="stat-movie_count"]')
+    await page.click('[data-testid="locale-switch"]')
+    await page.waitForSelector('h1:has-text("Dashboard")')
+    const nav = await page.textContent('.topbar')
+    check(nav.includes('Browse') && nav.includes('Log out'), `English nav: ${nav}`)
+    const label = await page.textContent('[data-testid="stat-movie_count"] .stat-label')
+    check(label.trim() === 'Films', `stat label: ${label}`)
+    await page.waitForTimeout(600)
+    await shot('10-admin-english')
+    await page.click('[data-testid="locale-switch"]')
+    await page.waitForSelector('h1:has-text("数据看板")')
+  })
+
   check(consoleErrors.length === 0, `page errors: ${consoleErrors.join(' | ')}`)
 } catch (error) {
   if (!results.some((r) => !r.ok)) {

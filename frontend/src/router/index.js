@@ -3,6 +3,7 @@
 
 import { createRouter, createWebHistory } from 'vue-router'
 
+import { t } from '@/i18n'
 import { useAuthStore } from '@/stores/auth'
 import HomeView from '@/views/HomeView.vue'
 
@@ -111,7 +112,7 @@ export function installGuards(router) {
     return guard(to, auth)
   })
   router.afterEach((to) => {
-    document.title = to.meta.title ? `${to.meta.title} - MovieRec` : 'MovieRec 电影推荐'
+    document.title = to.meta.title ? `${t(to.meta.title)} - MovieRec` : `MovieRec ${t('电影推荐')}`
   })
   return router
 }

@@ -2,6 +2,7 @@
 // small dicts such as {"rating": 4, "count": 34174} or {"tag": "Drama", "count": 725};
 // the label and value keys are found by name so that one helper serves them all.
 
+import { t } from '@/i18n'
 import { tagName } from '@/utils/format'
 
 const LABEL_KEYS = ['label', 'rating', 'tag', 'title', 'date', 'day', 'name']
@@ -41,18 +42,18 @@ export function buildChartOptions(charts) {
   const options = {}
   if (data.ratings_histogram) {
     const { labels, values } = toSeries(data.ratings_histogram)
-    options.ratings_histogram = barOption('评分分布', labels.map((r) => `${r} 星`), values, {
+    options.ratings_histogram = barOption(t('评分分布'), labels.map((r) => t('{n} 星', { n: r })), values, {
       color: '#f7ba2a',
     })
   }
   if (data.movies_per_tag) {
     const { labels, values } = toSeries(data.movies_per_tag)
-    options.movies_per_tag = barOption('各类型电影数量', labels.map(tagName), values)
+    options.movies_per_tag = barOption(t('各类型电影数量'), labels.map(tagName), values)
   }
   if (data.clicks_per_tag) {
     const { labels, values } = toSeries(data.clicks_per_tag)
     options.clicks_per_tag = {
-      title: { text: '各类型浏览量', left: 'center', textStyle: { fontSize: 14 } },
+      title: { text: t('各类型浏览量'), left: 'center', textStyle: { fontSize: 14 } },
       tooltip: { trigger: 'item' },
       series: [
         {
@@ -70,7 +71,7 @@ export function buildChartOptions(charts) {
   if (data.top_clicked) {
     const rows = (data.top_clicked || []).filter((row) => row.click_count !== 0)
     const { labels, values } = toSeries(rows)
-    options.top_clicked = barOption('浏览最多的 10 部电影', labels, values, {
+    options.top_clicked = barOption(t('浏览最多的 10 部电影'), labels, values, {
       horizontal: true,
       color: '#67c23a',
     })
@@ -78,7 +79,7 @@ export function buildChartOptions(charts) {
   if (data.registrations) {
     const { labels, values } = toSeries(data.registrations)
     options.registrations = {
-      title: { text: '近 30 天注册用户', left: 'center', textStyle: { fontSize: 14 } },
+      title: { text: t('近 30 天注册用户'), left: 'center', textStyle: { fontSize: 14 } },
       tooltip: { trigger: 'axis' },
       grid: { left: 40, right: 20, top: 40, bottom: 40 },
       xAxis: { type: 'category', data: labels },

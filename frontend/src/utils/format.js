@@ -1,5 +1,7 @@
 // Display helpers shared by the views.
 
+import { locale, t } from '@/i18n'
+
 const TAG_NAMES = {
   unknown: '未知',
   Action: '动作',
@@ -24,12 +26,13 @@ const TAG_NAMES = {
 
 /** Return the Chinese name of a MovieLens genre tag (the tag itself when unknown). */
 export function tagName(tag) {
+  if (locale.value === 'en') return tag
   return TAG_NAMES[tag] || tag
 }
 
 /** Format a 1-5 mean score, or a dash while nobody has rated the film. */
 export function formatScore(score) {
-  if (score === null || score === undefined || Number.isNaN(Number(score))) return '暂无评分'
+  if (score === null || score === undefined || Number.isNaN(Number(score))) return t('暂无评分')
   return Number(score).toFixed(1)
 }
 

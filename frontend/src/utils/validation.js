@@ -1,5 +1,7 @@
 // Form rules shared with the API's own validation (issue: REST API).
 
+import { t } from '@/i18n'
+
 // 3-32 letters, digits, underscores or Chinese characters.
 export const USERNAME_PATTERN = /^[A-Za-z0-9_\u4e00-\u9fff]{3,32}$/
 export const PASSWORD_MIN = 8
@@ -8,22 +10,26 @@ export const TITLE_MAX = 255
 
 /** Return a Chinese error for a username, or '' when it is acceptable. */
 export function checkUsername(value) {
-  if (!value) return '请输入用户名'
-  if (!USERNAME_PATTERN.test(value)) return '用户名为 3-32 位字母、数字、下划线或汉字'
+  if (!value) return t('请输入用户名')
+  if (!USERNAME_PATTERN.test(value)) return t('用户名为 3-32 位字母、数字、下划线或汉字')
   return ''
 }
 
 /** Return a Chinese error for a password, or '' when it is acceptable. */
 export function checkPassword(value) {
-  if (!value) return '请输入密码'
-  if (value.length < PASSWORD_MIN || value.length > PASSWORD_MAX) return '密码长度为 8-128 位'
+  if (!value) return t('请输入密码')
+  if (value.length < PASSWORD_MIN || value.length > PASSWORD_MAX) return t('密码长度为 8-128 位')
   return ''
 }
 
-/** Turn a check function into an Element Plus form rule. */
-export function ruleFrom(check, trigger = 'blur') {
+/**
+ * Turn a check function (value -> error text or '') into an Element Plus form rule.
+ * `required` only marks the field with the asterisk; the check decides.
+ */
+export function ruleFrom(check, { trigger = 'blur', required = false } = {}) {
   return {
     trigger,
+    required,
     validator: (_rule, value, callback) => {
       const message = check(value)
       if (message) callback(new Error(message))
