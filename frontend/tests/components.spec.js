@@ -243,3 +243,39 @@ describe('ChatPanel', () => {
     expect(wrapper.get('[data-testid="chat-input"]').element.value).toBe('')
   })
 })
+
+describe('MeView', () => {
+  it('lists my ratings and my history as the API pages them', async () => {
+    const { default: MeView } = await import('@/views/MeView.vue')
+    mockFetch({
+      ...CLIENT,
+      'GET /api/me/ratings': [200, { items: [{ movie: film(1, { title: 'Toy Story (1995)', score: 3.88 }), rating: 5, rated_at: '2026-12-03T10:00:00Z' }], total: 1, page: 1, per_page: 20 }],
+      'GET /api/me/history': [200, { items: [{ movie: film(50, { title: 'Star Wars (1977)' }), viewed_at: '2026-12-03T10:05:00Z', views: 3 }], total: 1, page: 1, per_page: 20 }],
+    })
+
+    const { wrapper } = await mountWithApp(MeView, { path: '/me' })
+
+    const ratings = wrapper.get('[data-testid="my-ratings"]')
+    expect(ratings.text()).toContain('Toy Story (1995)')
+    expect(ratings.text()).toContain('3.9')
+    expect(ratings.findAll('.el-rate__item .is-active')).toHaveLength(5)
+    expect(ratings.get('a').attributes('href')).toBe('/movies/1')
+    const history = wrapper.get('[data-testid="my-history"]')
+    expect(history.text()).toContain('Star Wars (1977)')
+    expect(history.findAll('.el-table__row td').map((td) => td.text())).toContain('3')
+  })
+
+  it('shows the error when my ratings cannot be loaded', async () => {
+    const { default: MeView } = await import('@/views/MeView.vue')
+    mockFetch({
+      ...CLIENT,
+      'GET /api/me/ratings': [401, { error: { code: 'login_required', message: '请先登录' } }],
+      'GET /api/me/history': [200, { items: [], total: 0 }],
+    })
+
+    const { wrapper } = await mountWithApp(MeView, { path: '/me' })
+
+    expect(wrapper.text()).toContain('请先登录')
+    expect(wrapper.find('[data-testid="my-ratings"]').exists()).toBe(false)
+  })
+})

@@ -96,3 +96,22 @@ describe('request', () => {
     expect(await http.get('/api/x')).toBeNull()
   })
 })
+
+describe('onUnauthorized', () => {
+  it('is told when the server answers 401, and not otherwise', async () => {
+    const { onUnauthorized } = await import('@/api/http')
+    const seen = []
+    onUnauthorized(() => seen.push('401'))
+    mockFetch({
+      'PUT /api/movies/1/rating': [401, { error: { code: 'login_required', message: '请先登录' } }],
+      'GET /api/movies/detail/9': [404, { error: { code: 'movie_not_found', message: '电影不存在' } }],
+    })
+
+    const error = await http.put('/api/movies/1/rating', { rating: 3 }).catch((e) => e)
+    await http.get('/api/movies/detail/9').catch(() => null)
+    onUnauthorized(null)
+
+    expect(error.message).toBe('请先登录')
+    expect(seen).toEqual(['401'])
+  })
+})

@@ -55,6 +55,13 @@ export async function errorFromResponse(response) {
   )
 }
 
+let unauthorizedHandler = null
+
+/** Call `handler` whenever the API answers 401 (the session ended on the server). */
+export function onUnauthorized(handler) {
+  unauthorizedHandler = handler
+}
+
 /**
  * Send a request to the API and return the parsed JSON body (null for 204).
  *
@@ -75,7 +82,11 @@ export async function request(method, url, options = {}) {
     if (cause && cause.name === 'AbortError') throw cause
     throw new ApiRequestError(0, 'network_error', messageForStatus(0))
   }
-  if (!response.ok) throw await errorFromResponse(response)
+  if (!response.ok) {
+    // A password reset or a disabled account ends the session: forget the user.
+    if (response.status === 401 && unauthorizedHandler) unauthorizedHandler()
+    throw await errorFromResponse(response)
+  }
   if (response.status === 204) return null
   const type = response.headers.get('Content-Type') || ''
   if (!type.includes('json')) return null
