@@ -13,7 +13,8 @@ Models, all kept as top-K neighbour lists (never a dense n x n matrix):
   reach beyond the blockbusters.
 * Rating prediction: regularised baselines (global mean, user and film biases
   fitted by alternating updates) plus item-kNN on the baseline residuals with
-  shrunk Pearson-baseline similarity (KNNBaseline).
+  shrunk cosine similarity of the residuals (KNNBaseline-like), after a
+  factor model of the residuals fitted by alternating least squares.
 * Popularity: damped Bayesian average of the ratings.
 
 The pack stores plain numpy arrays, lists and dicts only, so it loads in any
@@ -37,6 +38,8 @@ import scipy.sparse as sp
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+# Stages ``Recommender.fit`` reports to its progress callback, in order.
+FIT_STAGES = ("baseline", "factors", "cf_neighbours", "content_neighbours")
 NEIGHBOUR_LISTS = ("cf", "similar", "content", "rating")
 COMPACT_MAX_ITEMS = 32_767
 ALGORITHMS = ("hybrid", "itemcf", "content", "popular")
@@ -197,44 +200,59 @@ def _block_rows(n_cols):
 
 
 def top_k_blocks(compute_block, n_rows, n_cols, k, progress=None):
-    """Keep the ``k`` largest positive cells of each row of a virtual matrix.
+    """Keep the ``k`` largest positive cells of each row of virtual matrices.
 
     Args:
-        compute_block: ``f(start, stop) -> ndarray (stop-start, n_cols)`` giving
-            rows ``start:stop`` (a square matrix: the diagonal is ignored).
-        n_rows, n_cols: Shape of the virtual matrix.
-        k: Neighbours per row.
+        compute_block: ``f(start, stop)`` giving rows ``start:stop`` of one
+            matrix (an ndarray ``(stop-start, n_cols)``) or of several (a tuple
+            of them); the matrices are square and their diagonal is ignored.
+        n_rows, n_cols: Shape of the virtual matrices.
+        k: Neighbours per row (a tuple, one per matrix, for several).
         progress: Optional ``f(fraction)``.
 
     Returns:
         ``(indices int32 (n_rows, k), scores float32 (n_rows, k))`` sorted by
-        score, padded with the row's own index and score 0.
+        score, padded with the row's own index and score 0 (a list of such
+        pairs for several matrices).
     """
-    k = max(1, int(k))
-    indices = np.repeat(np.arange(n_rows, dtype=np.int32)[:, None], k, axis=1)
-    scores = np.zeros((n_rows, k), dtype=np.float32)
-    if n_cols < 2 or n_rows == 0:
-        return indices, scores
-    k_eff = min(k, n_cols - 1)
-    step = _block_rows(n_cols)
-    for start in range(0, n_rows, step):
-        stop = min(n_rows, start + step)
-        block = np.asarray(compute_block(start, stop), dtype=np.float32)
-        rows = np.arange(stop - start)
-        block[rows, rows + start] = 0.0
-        np.nan_to_num(block, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
-        part = np.argpartition(-block, k_eff - 1, axis=1)[:, :k_eff]
-        values = np.take_along_axis(block, part, axis=1)
-        order = np.argsort(-values, axis=1, kind="stable")
-        part = np.take_along_axis(part, order, axis=1)
-        values = np.take_along_axis(values, order, axis=1)
-        keep = values > 0
-        own = (rows + start)[:, None]
-        indices[start:stop, :k_eff] = np.where(keep, part, own)
-        scores[start:stop, :k_eff] = np.where(keep, values, 0.0)
-        if progress is not None:
-            progress(stop / n_rows)
-    return indices, scores
+    several = isinstance(k, tuple | list)
+    ks = [max(1, int(value)) for value in (k if several else [k])]
+    results = [
+        (
+            np.repeat(np.arange(n_rows, dtype=np.int32)[:, None], size, axis=1),
+            np.zeros((n_rows, size), dtype=np.float32),
+        )
+        for size in ks
+    ]
+    if n_cols >= 2 and n_rows > 0:
+        step = _block_rows(n_cols)
+        for start in range(0, n_rows, step):
+            stop = min(n_rows, start + step)
+            blocks = compute_block(start, stop)
+            if not several:
+                blocks = (blocks,)
+            for block, size, (indices, scores) in zip(blocks, ks, results, strict=True):
+                _keep_top(block, start, stop, min(size, n_cols - 1), indices, scores)
+            if progress is not None:
+                progress(stop / n_rows)
+    return results if several else results[0]
+
+
+def _keep_top(block, start, stop, size, indices, scores):
+    block = np.asarray(block, dtype=np.float32)
+    rows = np.arange(stop - start)
+    block[rows, rows + start] = 0.0
+    # Callers divide by positive floors only, so cells are finite; a NaN from
+    # some future formula would sort last and be dropped by "keep" below.
+    part = np.argpartition(-block, size - 1, axis=1)[:, :size]
+    values = np.take_along_axis(block, part, axis=1)
+    order = np.argsort(-values, axis=1, kind="stable")
+    part = np.take_along_axis(part, order, axis=1)
+    values = np.take_along_axis(values, order, axis=1)
+    keep = values > 0
+    own = (rows + start)[:, None]
+    indices[start:stop, :size] = np.where(keep, part, own)
+    scores[start:stop, :size] = np.where(keep, values, 0.0)
 
 
 def _neighbour_matrix(indices, scores, n_items):
@@ -335,40 +353,15 @@ def fit_factors(
     return user_factors, item_factors
 
 
-def _pearson_baseline_block(z_t, z, z2_t, z2, b_t, b, shrinkage):
-    def block(start, stop):
-        numerator = (z_t[start:stop] @ z).toarray()
-        sq_left = (z2_t[start:stop] @ b).toarray()
-        sq_right = (b_t[start:stop] @ z2).toarray()
-        count = (b_t[start:stop] @ b).toarray()
-        with np.errstate(divide="ignore", invalid="ignore"):
-            similarity = numerator / np.sqrt(sq_left * sq_right)
-            similarity *= np.maximum(count - 1, 0) / (count - 1 + shrinkage)
-        return similarity
-
-    return block
-
-
-def _cooccurrence_block(left_t, right, pop_left, pop_right, alpha, beta, shrinkage):
-    left_norm = np.power(np.maximum(pop_left, 1e-9), alpha).astype(np.float32)
-    right_norm = np.power(np.maximum(pop_right, 1e-9), beta).astype(np.float32)
-
-    def block(start, stop):
-        counts = (left_t[start:stop] @ right).toarray()
-        return counts / (left_norm[start:stop, None] * right_norm[None, :] + shrinkage)
-
-    return block
-
-
 class Recommender:
     """Fit every model behind a :class:`ModelPack`.
 
     Args:
         n_neighbors: Ranking-CF neighbours kept per film.
         content_neighbors: Content neighbours kept per film.
-        rating_neighbors: Pearson-baseline neighbours kept per film.
+        rating_neighbors: Residual-cosine neighbours kept per film (ratings).
         predict_k: Neighbours a rating prediction uses (among the user's films).
-        shrinkage: Pearson shrinkage toward 0 for films with few co-raters.
+        shrinkage: Residual-cosine shrinkage toward 0 for few co-raters.
         user_exponent: Co-occurrences from a user weigh ``1 / n_ratings**e``.
         alpha, beta: Ranking similarity divides by ``pop_i**alpha * pop_j**beta``
             (``beta`` above ``alpha`` pushes lists toward the long tail).
@@ -393,7 +386,7 @@ class Recommender:
         rating_neighbors=70,
         predict_k=40,
         shrinkage=100.0,
-        neighbour_reg=0.5,
+        neighbour_reg=0.1,
         n_factors=20,
         factor_reg=15.0,
         factor_epochs=15,
@@ -519,14 +512,11 @@ class Recommender:
         sim_items = item_index[keep]
         residual = residual[keep]
 
-        report("rating_neighbours", 0.0)
-        rating_idx, rating_sc = self._fit_rating_neighbours(
+        report("cf_neighbours", 0.0)
+        neighbours = self._fit_cf_neighbours(
             sim_users, sim_items, residual, n_users, n_items, report
         )
-        report("ranking_neighbours", 0.0)
-        cf_idx, cf_sc, similar_idx, similar_sc = self._fit_ranking_neighbours(
-            sim_users, sim_items, n_users, n_items, report
-        )
+        (rating_idx, rating_sc), (cf_idx, cf_sc), (similar_idx, similar_sc) = neighbours
         report("content_neighbours", 0.0)
         features, content_idx, content_sc = self._fit_content(movies, item_ids, report)
 
@@ -602,72 +592,64 @@ class Recommender:
         rank[order] = np.arange(len(order)) - starts[user_index[order]]
         return rank < self.max_user_ratings
 
-    def _fit_rating_neighbours(self, users, items, residual, n_users, n_items, report):
-        z = sp.csr_matrix(
-            (residual, (users, items)), shape=(n_users, n_items), dtype=np.float32
+    def _fit_cf_neighbours(self, users, items, residual, n_users, n_items, report):
+        """Three item-item lists from one pass over blocks of films.
+
+        * rating: cosine of baseline residuals, shrunk by co-rater count;
+        * ranking: co-occurrences with users weighted ``1 / n**user_exponent``,
+          divided by ``pop_i**alpha * pop_j**beta + ranking_shrinkage``;
+        * similar: plain cosine of who rated what (for "similar films").
+
+        The three sparse products share one dense block at a time, so memory
+        stays at a few blocks whatever the catalogue size.
+        """
+        shape = (n_users, n_items)
+        ones = np.ones(len(users), np.float32)
+        rated = sp.csr_matrix((ones, (users, items)), shape=shape, dtype=np.float32)
+        user_count = np.bincount(users, minlength=n_users).astype(np.float32)
+        damping = np.power(np.maximum(user_count[users], 1.0), -self.user_exponent)
+        damped = sp.csr_matrix(
+            (damping.astype(np.float32), (users, items)), shape=shape, dtype=np.float32
         )
-        b = z.copy()
-        b.data = np.ones_like(b.data)
-        z2 = z.multiply(z).tocsr()
-        block = _pearson_baseline_block(
-            z.T.tocsr(), z, z2.T.tocsr(), z2, b.T.tocsr(), b, self.shrinkage
-        )
+        z = sp.csr_matrix((residual, (users, items)), shape=shape, dtype=np.float32)
+        rated_t = rated.T.tocsr()
+        z_t = z.T.tocsr()
+        popularity = np.bincount(items, minlength=n_items).astype(np.float32)
+        z_norm = np.sqrt(np.bincount(items, residual * residual, minlength=n_items))
+        z_norm = np.maximum(z_norm, 1e-9).astype(np.float32)
+        pop_alpha = np.power(np.maximum(popularity, 1e-9), np.float32(self.alpha))
+        pop_beta = np.power(np.maximum(popularity, 1e-9), np.float32(self.beta))
+        pop_root = np.sqrt(np.maximum(popularity, 1.0))
+
+        def block(start, stop):
+            # In-place arithmetic: these blocks are the biggest arrays of the fit.
+            count = (rated_t[start:stop] @ rated).toarray()
+            shrunk = np.maximum(count - 1.0, 0.0)
+            shrunk /= shrunk + np.float32(self.shrinkage)
+            residual_dot = (z_t[start:stop] @ z).toarray()
+            residual_dot /= z_norm[None, :]
+            residual_dot /= z_norm[start:stop, None]
+            residual_dot *= shrunk
+            del shrunk
+            ranking = (rated_t[start:stop] @ damped).toarray()
+            denominator = np.multiply(pop_alpha[start:stop, None], pop_beta[None, :])
+            denominator += np.float32(self.ranking_shrinkage)
+            ranking /= denominator
+            del denominator
+            # Shrink a little toward films with few co-raters.
+            similar = count
+            similar *= count / (count + np.float32(5.0))
+            similar /= pop_root[None, :]
+            similar /= pop_root[start:stop, None]
+            return residual_dot, ranking, similar
+
         return top_k_blocks(
             block,
             n_items,
             n_items,
-            self.rating_neighbors,
-            lambda f: report("rating_neighbours", f),
+            (self.rating_neighbors, self.n_neighbors, self.similar_neighbors),
+            lambda f: report("cf_neighbours", f),
         )
-
-    def _fit_ranking_neighbours(self, users, items, n_users, n_items, report):
-        user_count = np.bincount(users, minlength=n_users).astype(np.float32)
-        weight = np.power(np.maximum(user_count[users], 1.0), -self.user_exponent)
-        right = sp.csr_matrix(
-            (weight.astype(np.float32), (users, items)),
-            shape=(n_users, n_items),
-            dtype=np.float32,
-        )
-        left = sp.csr_matrix(
-            (np.ones(len(users), np.float32), (users, items)),
-            shape=(n_users, n_items),
-            dtype=np.float32,
-        )
-        popularity = np.bincount(items, minlength=n_items).astype(np.float64)
-        block = _cooccurrence_block(
-            left.T.tocsr(),
-            right,
-            popularity,
-            popularity,
-            self.alpha,
-            self.beta,
-            self.ranking_shrinkage,
-        )
-        indices, scores = top_k_blocks(
-            block,
-            n_items,
-            n_items,
-            self.n_neighbors,
-            lambda f: report("ranking_neighbours", f / 2),
-        )
-        # "Similar films" for people: plain cosine of who rated what (no user
-        # damping, no popularity tilt), shrunk a little toward few co-raters.
-        left_t = left.T.tocsr()
-        norm = np.sqrt(np.maximum(popularity, 1.0)).astype(np.float32)
-
-        def cosine(start, stop):
-            counts = (left_t[start:stop] @ left).toarray()
-            shrink = counts / (counts + 5.0)
-            return counts * shrink / (norm[start:stop, None] * norm[None, :])
-
-        similar_idx, similar_sc = top_k_blocks(
-            cosine,
-            n_items,
-            n_items,
-            self.similar_neighbors,
-            lambda f: report("ranking_neighbours", 0.5 + f / 2),
-        )
-        return indices, scores, similar_idx, similar_sc
 
     def _fit_content(self, movies, item_ids, report):
         """TF-IDF per field (genres, people, words), weighted, cosine top-K."""

@@ -33,7 +33,7 @@ import numpy as np
 import scipy.sparse as sp
 
 import recommender
-from recommender import ALGORITHMS, RatingData, Recommender
+from recommender import ALGORITHMS, FIT_STAGES, RatingData, Recommender
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +51,9 @@ METRIC_KEYS = (
 RANKING_KEYS = METRIC_KEYS[3:]
 RELEVANT_RATING = 4.0
 EVAL_USER_CHUNK = 512
+# Progress stages train() reports, each prefixed by a phase (see PHASES).
+STAGES = FIT_STAGES + ("evaluate",)
+PHASES = ("evaluation: ", "final: ")
 
 
 # ------------------------------------------------------------------- reading data
@@ -463,15 +466,6 @@ def format_table(result):
 
 class _Progress:
     """Forward (stage, fraction) to a callback and to tqdm bars."""
-
-    STAGES = (
-        "baseline",
-        "factors",
-        "rating_neighbours",
-        "ranking_neighbours",
-        "content_neighbours",
-        "evaluate",
-    )
 
     def __init__(self, callback=None, show=False, prefix=""):
         self.callback = callback
