@@ -35,6 +35,7 @@ STEPS = (
     "a client cannot open the admin pages",
     "the admin logs in and sees the stats and a chart",
     "the admin sees the clients table",
+    "the admin adds a film, finds it and deletes it",
     "the interface switches to English and back",
 )
 

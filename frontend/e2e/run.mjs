@@ -317,6 +317,28 @@ try {
     await shot('09-admin-clients')
   })
 
+  await step('the admin adds a film, finds it and deletes it', async () => {
+    const title = `E2E 测试电影 ${Date.now().toString(36)}`
+    await page.goto(`${base}/admin/movies`)
+    await page.waitForSelector('[data-testid="movies-table"] .el-table__row')
+    await page.click('[data-testid="movie-create"]')
+    await page.click('[data-testid="movie-save"]')
+    await page.waitForSelector('.el-form-item__error:has-text("请输入片名")')
+    await page.fill('[data-testid="movie-title-input"]', title)
+    await page.click('[data-testid="movie-save"]')
+    await page.waitForSelector('.el-message--success:has-text("已添加")')
+    await page.fill('[data-testid="movie-search"]', title)
+    await page.press('[data-testid="movie-search"]', 'Enter')
+    await page.waitForSelector(`[data-testid="movies-table"] .el-table__row:has-text("${title}")`)
+    const rows = await page.$$('[data-testid="movies-table"] .el-table__body-wrapper .el-table__row')
+    check(rows.length === 1, `rows for the new film: ${rows.length}`)
+    await shot('10-admin-film-added')
+    await page.click('[data-testid="movies-table"] .el-table__row .el-button--danger')
+    await page.click('.el-message-box__btns .el-button--primary')
+    await page.waitForSelector('.el-message--success:has-text("已删除")')
+    await page.waitForSelector('[data-testid="movies-table"] .el-table__empty-text')
+  })
+
   await step('the interface switches to English and back', async () => {
     await page.goto(`${base}/admin`)
     await page.waitForSelector('[data-testid="stat-movie_count"]')
@@ -327,7 +349,7 @@ try {
     const label = await page.textContent('[data-testid="stat-movie_count"] .stat-label')
     check(label.trim() === 'Films', `stat label: ${label}`)
     await page.waitForTimeout(600)
-    await shot('10-admin-english')
+    await shot('11-admin-english')
     await page.click('[data-testid="locale-switch"]')
     await page.waitForSelector('h1:has-text("数据看板")')
   })
