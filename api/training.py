@@ -204,8 +204,14 @@ class TrainingManager:
             _write_json(self.status_path, status)
             os.unlink(self.lock_path)
             raise
-        with open(self.lock_path, "w") as handle:
-            handle.write(str(process.pid))
+        try:
+            # No O_CREAT: a child that already finished has removed the lock.
+            fd = os.open(self.lock_path, os.O_WRONLY | os.O_TRUNC)
+        except FileNotFoundError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(str(process.pid))
         # Reap the child when it ends so that it never lingers as a zombie.
         threading.Thread(target=process.wait, daemon=True).start()
         logger.info("model training started: pid=%s", process.pid)

@@ -159,3 +159,34 @@ def count_rows(app, model, **filters):
         for key, value in filters.items():
             query = query.where(getattr(model, key) == value)
         return db.session.scalar(query)
+
+
+def seeded_app(backend, tmp_path_factory, name):
+    """Build an app on its own seeded database, for module-scoped read-only tests.
+
+    Its MariaDB database (``<test db>_<name>``) is separate from the per-test one,
+    which other tests drop and recreate. Returns (app, teardown).
+    """
+    from conftest import make_app, mysql_url, require_mysql
+
+    tmp = tmp_path_factory.mktemp(name)
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp / 'catalogue.db'}"
+    else:
+        url = mysql_url(f"_{name}")
+        require_mysql(url)
+    app = make_app(
+        url, MODEL_PATH=str(tmp / "model.joblib"), POSTER_DIR=str(tmp / "posters")
+    )
+    with app.app_context():
+        db.drop_all()
+        db.create_all()
+    seed(app)
+
+    def teardown():
+        with app.app_context():
+            db.session.remove()
+            db.drop_all()
+            db.engine.dispose()
+
+    return app, teardown

@@ -4,7 +4,14 @@ import time
 from datetime import date
 
 import pytest
-from api_data import ADMIN_PASSWORD, ADMIN_USERNAME, count_rows, movie_row, seed
+from api_data import (
+    ADMIN_PASSWORD,
+    ADMIN_USERNAME,
+    count_rows,
+    movie_row,
+    seed,
+    seeded_app,
+)
 from sqlalchemy import func, select
 from test_movies import FakeHolder, FakePack
 from werkzeug.security import check_password_hash
@@ -18,6 +25,21 @@ pytestmark = pytest.mark.usefixtures("json_secret_scan")
 def seeded(app):
     seed(app)
     return app
+
+
+@pytest.fixture(scope="module")
+def read_only_app(backend, tmp_path_factory):
+    """The hand-made catalogue, shared by tests that change nothing."""
+    app, teardown = seeded_app(backend, tmp_path_factory, "admin_ro")
+    yield app
+    teardown()
+
+
+@pytest.fixture
+def read_only_admin(read_only_app, auth):
+    client = read_only_app.test_client()
+    auth.login_admin(client, ADMIN_USERNAME, ADMIN_PASSWORD)
+    return client
 
 
 @pytest.fixture
@@ -216,10 +238,10 @@ def test_disable_and_enable_a_client(seeded, admin_client, auth):
     "body",
     [{"is_active": "yes"}, {"is_active": None}, {}, {"is_active": True, "role": "x"}],
 )
-def test_patch_client_validates(seeded, admin_client, body):
-    response = admin_client.patch("/api/admin/clients/1", json=body)
+def test_patch_client_validates(read_only_app, read_only_admin, body):
+    response = read_only_admin.patch("/api/admin/clients/1", json=body)
     assert response.status_code == 422
-    assert count_rows(seeded, Client, is_active=True) == 4
+    assert count_rows(read_only_app, Client, is_active=True) == 4
 
 
 def test_delete_client_removes_their_data_and_rescores_films(
@@ -312,18 +334,19 @@ def test_create_update_and_delete_a_film(seeded, admin_client, auth):
         ({"title": "ok", "imdb_url": "not a url"}, "imdb_url"),
     ],
 )
-def test_film_writes_are_validated(seeded, admin_client, body, field):
-    response = admin_client.post("/api/admin/movies", json=body)
+def test_film_writes_are_validated(read_only_app, read_only_admin, body, field):
+    response = read_only_admin.post("/api/admin/movies", json=body)
     assert response.status_code == 422
     assert field in response.get_json()["error"]["details"]
-    assert count_rows(seeded, Movie) == 11
+    assert count_rows(read_only_app, Movie) == 11
 
 
-def test_patch_cannot_blank_the_title(seeded, admin_client):
+def test_patch_cannot_blank_the_title(read_only_admin):
     for body in ({"title": None}, {"title": ""}, {"click_count": 0}):
-        response = admin_client.patch("/api/admin/movies/1", json=body)
+        response = read_only_admin.patch("/api/admin/movies/1", json=body)
         assert response.status_code == 422
-    assert admin_client.get("/api/movies/detail/1").json["title"] == "Star Wars (1977)"
+    title = read_only_admin.get("/api/movies/detail/1").json["title"]
+    assert title == "Star Wars (1977)"
 
 
 # Charts ---------------------------------------------------------------------------
@@ -403,7 +426,11 @@ def test_training_runs_in_the_background_one_at_a_time(training_app, auth, tmp_p
     assert done["last_error"] is None
     assert done["metrics"] == {"rmse": 0.95, "mae": 0.75, "eval_date": "2026-12-03"}
     assert done["model"]["loaded"] is False
-    assert not (tmp_path / "model.joblib.training.lock").exists()
+    lock = tmp_path / "model.joblib.training.lock"
+    deadline = time.monotonic() + 5
+    while lock.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not lock.exists()
 
 
 def test_training_failure_is_reported_and_can_be_retried(training_app, auth, tmp_path):
