@@ -9,7 +9,6 @@ Screenshots land in ``tests/artifacts/e2e/``.
 
 import os
 import secrets
-import shutil
 import socket
 import subprocess
 import sys
@@ -144,7 +143,7 @@ def live_server(e2e_data):
 def test_site_in_headless_chromium(live_server):
     node = require_tool("node")
     chromium = require_chromium()
-    shutil.rmtree(ARTIFACTS, ignore_errors=True)
+    started = time.time()
 
     result = subprocess.run(
         [node, str(FRONTEND / "e2e" / "run.mjs"), live_server["url"]],
@@ -177,5 +176,7 @@ def test_site_in_headless_chromium(live_server):
         "08-admin-dashboard",
     ):
         path = ARTIFACTS / f"{screenshot}.png"
+        # Written by this run (another run may share the folder), and not blank.
+        assert path.stat().st_mtime >= started - 1, f"{path} is stale"
         assert path.stat().st_size > 10_000, f"{path} looks empty"
     assert "Traceback" not in live_server["log"].read_text()
