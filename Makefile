@@ -59,9 +59,9 @@ frontend:
 # cannot download browsers here; playwright-core drives /usr/bin/chromium).
 browser:
 	@if [ -x /usr/bin/chromium ] && fc-list :lang=zh 2>/dev/null | grep -q .; then :; \
-	elif command -v apt-get >/dev/null 2>&1; then \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei; \
-	else echo "chromium not found and no apt-get: the browser test will fail"; fi
+	else echo "install chromium and fonts-wqy-microhei (as root, apt-get): the browser test needs them"; fi
 
 run: $(STAMPS)/.stamp-train frontend
 	$(PY) app.py
