@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from api_data import ADMIN_PASSWORD, ADMIN_USERNAME, seed
+from api_data import ADMIN_PASSWORD, ADMIN_USERNAME, seed, seeded_app
 from sqlalchemy import func, select
 from werkzeug.serving import make_server
 
@@ -15,6 +15,19 @@ from models import Movie, Rating, db
 pytestmark = pytest.mark.usefixtures("json_secret_scan")
 
 ALLOWED_ORIGIN = "http://localhost:5173"
+
+
+@pytest.fixture(scope="module")
+def shared_app(backend, tmp_path_factory):
+    """The hand-made catalogue, for tests that only add uniquely named accounts."""
+    app, teardown = seeded_app(backend, tmp_path_factory, "common")
+    yield app
+    teardown()
+
+
+@pytest.fixture
+def shared_client(shared_app):
+    return shared_app.test_client()
 
 
 # OpenAPI --------------------------------------------------------------------------
@@ -46,8 +59,8 @@ def test_openapi_document_lists_every_route(app, client):
     }
 
 
-def test_swagger_ui_is_served(client):
-    response = client.get("/api/docs")
+def test_swagger_ui_is_served(shared_client):
+    response = shared_client.get("/api/docs")
     assert response.status_code == 200
     assert response.mimetype == "text/html"
     assert b"swagger-ui" in response.data
@@ -57,8 +70,8 @@ def test_swagger_ui_is_served(client):
 # Error shapes ---------------------------------------------------------------------
 
 
-def test_malformed_json_is_400(client):
-    response = client.post(
+def test_malformed_json_is_400(shared_client):
+    response = shared_client.post(
         "/api/auth/register", data="{not json", content_type="application/json"
     )
     assert response.status_code == 400
@@ -69,9 +82,9 @@ def test_malformed_json_is_400(client):
     }
 
 
-def test_body_over_64_kb_is_413(client):
+def test_body_over_64_kb_is_413(shared_client):
     body = '{"username": "alice", "password": "' + "x" * 70_000 + '"}'
-    response = client.post(
+    response = shared_client.post(
         "/api/auth/register", data=body, content_type="application/json"
     )
     assert response.status_code == 413
@@ -86,8 +99,10 @@ def test_body_over_64_kb_is_413(client):
         ('{"username": "alice", "password": "password-123"}', "text/plain"),
     ],
 )
-def test_state_changing_bodies_must_be_json(client, data, content_type):
-    response = client.post("/api/auth/register", data=data, content_type=content_type)
+def test_state_changing_bodies_must_be_json(shared_client, data, content_type):
+    response = shared_client.post(
+        "/api/auth/register", data=data, content_type=content_type
+    )
     assert response.status_code == 415
     assert response.get_json()["error"]["code"] == "unsupported_media_type"
 
@@ -106,8 +121,8 @@ def test_state_changing_bodies_must_be_json(client, data, content_type):
         ),
     ],
 )
-def test_validation_errors_are_422_with_details(client, body, details):
-    response = client.post("/api/auth/register", json=body)
+def test_validation_errors_are_422_with_details(shared_client, body, details):
+    response = shared_client.post("/api/auth/register", json=body)
     assert response.status_code == 422
     error = response.get_json()["error"]
     assert error["code"] == "validation_error"
@@ -115,15 +130,14 @@ def test_validation_errors_are_422_with_details(client, body, details):
     assert error["message"].startswith("请求参数校验失败")
 
 
-def test_unknown_query_parameters_are_ignored(app, client):
-    seed(app)
-    response = client.get("/api/movies?_=1700000000&per_page=2")
+def test_unknown_query_parameters_are_ignored(shared_client):
+    response = shared_client.get("/api/movies?_=1700000000&per_page=2")
     assert response.status_code == 200
     assert len(response.get_json()["items"]) == 2
 
 
-def test_routing_errors_are_json(client):
-    response = client.delete("/api/movies/tags")
+def test_routing_errors_are_json(shared_client):
+    response = shared_client.delete("/api/movies/tags")
     assert response.status_code == 405
     assert response.get_json()["error"]["code"] == "method_not_allowed"
 
@@ -132,8 +146,8 @@ def test_routing_errors_are_json(client):
 
 
 @pytest.mark.parametrize("origin", ["https://evil.example", "null"])
-def test_state_changing_requests_from_other_origins_are_refused(client, origin):
-    response = client.post(
+def test_state_changing_requests_from_other_origins_are_refused(shared_client, origin):
+    response = shared_client.post(
         "/api/auth/register",
         json={"username": "alice", "password": "password-123"},
         headers={"Origin": origin},
@@ -146,26 +160,25 @@ def test_state_changing_requests_from_other_origins_are_refused(client, origin):
 
 
 @pytest.mark.parametrize("origin", [ALLOWED_ORIGIN, "http://localhost"])
-def test_allowed_and_same_origins_may_change_state(client, origin):
-    response = client.post(
+def test_allowed_and_same_origins_may_change_state(shared_client, auth, origin):
+    response = shared_client.post(
         "/api/auth/register",
-        json={"username": "alice", "password": "password-123"},
+        json={"username": auth.unique_username(), "password": "password-123"},
         headers={"Origin": origin},
     )
     assert response.status_code == 201
 
 
-def test_reads_from_other_origins_get_no_cors_grant(app, client):
-    seed(app)
-    response = client.get(
+def test_reads_from_other_origins_get_no_cors_grant(shared_client):
+    response = shared_client.get(
         "/api/movies/tags", headers={"Origin": "https://evil.example"}
     )
     assert response.status_code == 200
     assert "Access-Control-Allow-Origin" not in response.headers
 
 
-def test_cors_allows_the_configured_origin_with_credentials(client):
-    response = client.options(
+def test_cors_allows_the_configured_origin_with_credentials(shared_client):
+    response = shared_client.options(
         "/api/auth/login",
         headers={
             "Origin": ALLOWED_ORIGIN,
@@ -177,7 +190,7 @@ def test_cors_allows_the_configured_origin_with_credentials(client):
     assert response.headers["Access-Control-Allow-Origin"] == ALLOWED_ORIGIN
     assert response.headers["Access-Control-Allow-Credentials"] == "true"
 
-    refused = client.options(
+    refused = shared_client.options(
         "/api/auth/login",
         headers={
             "Origin": "https://evil.example",

@@ -1,7 +1,7 @@
 """Accounts and sessions: register, login, logout, me, password change, rate limit."""
 
 import pytest
-from api_data import ADMIN_PASSWORD, ADMIN_USERNAME, seed
+from api_data import ADMIN_PASSWORD, ADMIN_USERNAME, seed, seeded_app
 from conftest import make_app
 from sqlalchemy import select
 from werkzeug.security import check_password_hash
@@ -10,6 +10,14 @@ from api import limiter
 from models import Client, db
 
 pytestmark = pytest.mark.usefixtures("json_secret_scan")
+
+
+@pytest.fixture(scope="module")
+def read_only_app(backend, tmp_path_factory):
+    """A database shared by tests that create no account."""
+    app, teardown = seeded_app(backend, tmp_path_factory, "auth_ro")
+    yield app
+    teardown()
 
 
 def client_row(app, username):
@@ -47,8 +55,9 @@ def test_register_creates_a_client_with_a_hashed_password(app, client):
         ({"username": "alice", "password": "password-123", "admin": True}, ["admin"]),
     ],
 )
-def test_register_rejects_bad_input(app, client, body, fields):
-    response = client.post("/api/auth/register", json=body)
+def test_register_rejects_bad_input(read_only_app, body, fields):
+    app = read_only_app
+    response = app.test_client().post("/api/auth/register", json=body)
 
     assert response.status_code == 422
     error = response.get_json()["error"]
