@@ -78,6 +78,12 @@ def _pack():
     return holder.get() if holder is not None else None
 
 
+def _known(picks):
+    """Drop films the pack knows but the catalogue no longer has (deleted since)."""
+    entries = get_catalogue().entries()
+    return [pick for pick in picks if pick[0] in entries]
+
+
 def _tags_reason(tags):
     if not tags:
         return "与你的观影偏好相近"
@@ -126,7 +132,7 @@ def _personal_picks(ratings, views, n):
                 algorithm=current_app.config["RECOMMENDER"],
                 exclude=rated,
             )
-            picks = [(rec.movie_id, rec.reason) for rec in recommendations]
+            picks = _known([(rec.movie_id, rec.reason) for rec in recommendations])
         except Exception:
             logger.exception("model pack failed to recommend; using tags instead")
             picks = []
@@ -174,11 +180,13 @@ def _related_picks(movie_id, n):
     if pack is not None:
         try:
             similar = pack.similar_items(movie_id, n=n, kind="hybrid")
-            picks = [
-                (other, _similar_reason(movie_id, other))
-                for other, _ in similar
-                if other != movie_id
-            ]
+            picks = _known(
+                [
+                    (other, _similar_reason(movie_id, other))
+                    for other, _ in similar
+                    if other != movie_id
+                ]
+            )
         except Exception:
             logger.exception("model pack failed on similar_items; using tags instead")
             picks = []

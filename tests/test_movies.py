@@ -21,7 +21,10 @@ Recommendation = namedtuple("Recommendation", "movie_id score reason evidence")
 
 
 class FakePack:
-    """Implements the model pack's interface with fixed answers."""
+    """Implements the model pack's interface with fixed answers.
+
+    Film 999 stands for a film the pack knows but the catalogue lost (deleted).
+    """
 
     metrics = {"rmse": 0.91, "eval_date": "2026-12-01T00:00:00+00:00"}
     meta = {"version": 1}
@@ -30,13 +33,14 @@ class FakePack:
         self.recommend_calls = []
 
     def similar_items(self, movie_id, n=10, kind="hybrid"):
-        return [(10, 0.9), (8, 0.8)][:n] if movie_id == 1 else []
+        return [(999, 0.95), (10, 0.9), (8, 0.8)][:n] if movie_id == 1 else []
 
     def recommend(self, ratings, views=(), n=12, algorithm="hybrid", exclude=()):
         self.recommend_calls.append(
             {"ratings": ratings, "views": views, "n": n, "exclude": set(exclude)}
         )
         return [
+            Recommendation(999, 1.0, "已删除的电影", {"kind": "similar"}),
             Recommendation(5, 0.9, "因为你看过《Alien》", {"kind": "similar"}),
             Recommendation(6, 0.5, "热门", {"kind": "popular"}),
         ]
