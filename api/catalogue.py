@@ -23,6 +23,8 @@ from models import Movie, db
 
 logger = logging.getLogger(__name__)
 
+# LIMITATION: other workers' film edits and new ratings reach this index only when
+# it reloads (every DEFAULT_TTL seconds); cards themselves are always read fresh.
 DEFAULT_TTL = 300
 POPULAR_POOL_SIZE = 100
 
