@@ -344,6 +344,7 @@ def _rating_result(movie_id, **extra):
 @login_required
 @bp.arguments(RatingInputSchema)
 @bp.alt_response(200, schema=RatingResultSchema, success=True)
+@bp.alt_response(201, schema=RatingResultSchema, success=True)
 def rate_movie(data, movie_id):
     """Create or change the client's rating; the film's score follows at once."""
     client = require_client()
