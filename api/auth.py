@@ -5,6 +5,7 @@ import logging
 from flask import jsonify, request
 from flask_smorest import Blueprint
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from api import ApiError, limiter
@@ -88,7 +89,12 @@ def register(data):
         is_active=True,
     )
     db.session.add(client)
-    db.session.commit()
+    try:
+        db.session.commit()
+    except IntegrityError:
+        # Two registrations of one name at once: the unique index decides.
+        db.session.rollback()
+        raise ApiError(409, "username_taken", "用户名已被占用") from None
 
     logger.info("client registered: id=%s", client.id)
     return jsonify({"id": client.id, "username": client.username}), 201

@@ -271,3 +271,20 @@ def test_login_is_rate_limited_per_address(limited_client, auth):
         for index in range(31)
     ]
     assert statuses == [401] * 30 + [429]
+
+
+def test_simultaneous_registrations_of_one_name_give_one_account(app, auth):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def register(_):
+        return auth.register(app.test_client(), "same_name").status_code
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        statuses = sorted(pool.map(register, range(4)))
+
+    assert statuses == [201, 409, 409, 409]
+    with app.app_context():
+        rows = db.session.scalars(
+            select(Client).where(Client.username == "same_name")
+        ).all()
+    assert len(rows) == 1
