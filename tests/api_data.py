@@ -1,5 +1,6 @@
-"""A tiny hand-made catalogue for API tests whose answers are worked out by hand."""
+"""Test data for the API tests: a tiny hand-made catalogue and a fake model pack."""
 
+from collections import namedtuple
 from datetime import date, datetime
 
 from werkzeug.security import generate_password_hash
@@ -190,3 +191,49 @@ def seeded_app(backend, tmp_path_factory, name):
             db.engine.dispose()
 
     return app, teardown
+
+
+Recommendation = namedtuple("Recommendation", "movie_id score reason evidence")
+
+
+class FakePack:
+    """Implements the model pack's interface with fixed answers.
+
+    Film 999 stands for a film the pack knows but the catalogue lost (deleted).
+    """
+
+    metrics = {"rmse": 0.91, "eval_date": "2026-12-01T00:00:00+00:00"}
+    meta = {"version": 1}
+
+    def __init__(self):
+        self.recommend_calls = []
+
+    def similar_items(self, movie_id, n=10, kind="hybrid"):
+        return [(999, 0.95), (10, 0.9), (8, 0.8)][:n] if movie_id == 1 else []
+
+    def recommend(self, ratings, views=(), n=12, algorithm="hybrid", exclude=()):
+        self.recommend_calls.append(
+            {"ratings": ratings, "views": views, "n": n, "exclude": set(exclude)}
+        )
+        return [
+            Recommendation(999, 1.0, "已删除的电影", {"kind": "similar"}),
+            Recommendation(5, 0.9, "因为你看过《Alien》", {"kind": "similar"}),
+            Recommendation(6, 0.5, "热门", {"kind": "popular"}),
+        ]
+
+    def predict(self, ratings, movie_id):
+        return 4.0
+
+    def popular(self, n, exclude=()):
+        return [4, 1, 2][:n]
+
+
+class FakeHolder:
+    def __init__(self, pack):
+        self.pack = pack
+
+    def get(self):
+        return self.pack
+
+    def status(self):
+        return {"loaded": self.pack is not None}

@@ -7,13 +7,14 @@ import pytest
 from api_data import (
     ADMIN_PASSWORD,
     ADMIN_USERNAME,
+    FakeHolder,
+    FakePack,
     count_rows,
     movie_row,
     seed,
     seeded_app,
 )
 from sqlalchemy import func, select
-from test_movies import FakeHolder, FakePack
 from werkzeug.security import check_password_hash
 
 from models import Client, Footprint, Movie, Rating, db

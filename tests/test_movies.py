@@ -1,11 +1,11 @@
 """Films: home, detail, search, tags, ratings and history, with and without a pack."""
 
-from collections import namedtuple
-
 import pytest
 from api_data import (
     ADMIN_PASSWORD,
     ADMIN_USERNAME,
+    FakeHolder,
+    FakePack,
     count_rows,
     movie_row,
     seed,
@@ -16,51 +16,6 @@ from sqlalchemy import event, func, select
 from models import Footprint, Movie, Rating, db
 
 pytestmark = pytest.mark.usefixtures("json_secret_scan")
-
-Recommendation = namedtuple("Recommendation", "movie_id score reason evidence")
-
-
-class FakePack:
-    """Implements the model pack's interface with fixed answers.
-
-    Film 999 stands for a film the pack knows but the catalogue lost (deleted).
-    """
-
-    metrics = {"rmse": 0.91, "eval_date": "2026-12-01T00:00:00+00:00"}
-    meta = {"version": 1}
-
-    def __init__(self):
-        self.recommend_calls = []
-
-    def similar_items(self, movie_id, n=10, kind="hybrid"):
-        return [(999, 0.95), (10, 0.9), (8, 0.8)][:n] if movie_id == 1 else []
-
-    def recommend(self, ratings, views=(), n=12, algorithm="hybrid", exclude=()):
-        self.recommend_calls.append(
-            {"ratings": ratings, "views": views, "n": n, "exclude": set(exclude)}
-        )
-        return [
-            Recommendation(999, 1.0, "已删除的电影", {"kind": "similar"}),
-            Recommendation(5, 0.9, "因为你看过《Alien》", {"kind": "similar"}),
-            Recommendation(6, 0.5, "热门", {"kind": "popular"}),
-        ]
-
-    def predict(self, ratings, movie_id):
-        return 4.0
-
-    def popular(self, n, exclude=()):
-        return [4, 1, 2][:n]
-
-
-class FakeHolder:
-    def __init__(self, pack):
-        self.pack = pack
-
-    def get(self):
-        return self.pack
-
-    def status(self):
-        return {"loaded": self.pack is not None}
 
 
 @pytest.fixture
