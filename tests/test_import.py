@@ -10,7 +10,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import DETAILS_CSV, ML100K_DIR
+from conftest import DETAILS_CSV, ML100K_DIR, mysql_url, require_mysql
 from sqlalchemy import func, select
 
 import init_dataset
@@ -53,14 +53,29 @@ def small_source(tmp_path):
     return folder
 
 
-def test_real_import_counts_and_facts(ml_db_url):
-    assert counts(ml_db_url) == {
+@pytest.fixture(scope="module")
+def real_db_url(backend, tmp_path_factory):
+    """A fresh import of the real files that only this module reads.
+
+    (The session-wide ``ml_db_url`` gains users and ratings from other tests.)
+    """
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('import') / 'movies.db'}"
+    else:
+        url = mysql_url("_import")
+        require_mysql(url)
+    import_dataset(url, ML100K_DIR, DETAILS_CSV, reset=True, progress=False)
+    return url
+
+
+def test_real_import_counts_and_facts(real_db_url):
+    assert counts(real_db_url) == {
         "films": 1682,
         "clients": 943,
         "ratings": 100000,
         "admins": 1,
     }
-    toy_story = fetch_movie(ml_db_url, 1)
+    toy_story = fetch_movie(real_db_url, 1)
     assert toy_story.title == "Toy Story (1995)"
     assert toy_story.tags == "Animation,Children's,Comedy"
     assert toy_story.rating_count == 452
@@ -72,19 +87,19 @@ def test_real_import_counts_and_facts(ml_db_url):
     assert toy_story.imdb_id == "tt0114709"
 
 
-def test_film_267_has_no_made_up_date(ml_db_url):
-    unknown = fetch_movie(ml_db_url, 267)
+def test_film_267_has_no_made_up_date(real_db_url):
+    unknown = fetch_movie(real_db_url, 267)
     assert unknown.title == "unknown"
     assert unknown.release_date is None
     assert unknown.tags == "unknown"
 
 
-def test_latin1_title_reads_correctly(ml_db_url):
-    assert fetch_movie(ml_db_url, 543).title == "Misérables, Les (1995)"
+def test_latin1_title_reads_correctly(real_db_url):
+    assert fetch_movie(real_db_url, 543).title == "Misérables, Les (1995)"
 
 
-def test_duplicate_titles_stay_separate_films(ml_db_url):
-    engine = make_engine(ml_db_url)
+def test_duplicate_titles_stay_separate_films(real_db_url):
+    engine = make_engine(real_db_url)
     with engine.connect() as conn:
         repeated = conn.execute(
             select(Movie.title).group_by(Movie.title).having(func.count() > 1)
@@ -93,8 +108,8 @@ def test_duplicate_titles_stay_separate_films(ml_db_url):
     assert len(repeated) == 18
 
 
-def test_movielens_users_have_no_password(ml_db_url):
-    engine = make_engine(ml_db_url)
+def test_movielens_users_have_no_password(real_db_url):
+    engine = make_engine(real_db_url)
     with engine.connect() as conn:
         user = conn.execute(select(Client).where(Client.username == "ml_user_42")).one()
     engine.dispose()
