@@ -333,13 +333,19 @@ def fit_factors(
     z_item = z_user.T.tocsr()
     ridge = np.float32(reg) * np.eye(n_factors, dtype=np.float32)
 
+    upper, lower = np.triu_indices(n_factors)
+
     def solve(incidence, values, factors):
-        outer = (factors[:, :, None] * factors[:, None, :]).reshape(len(factors), -1)
+        # Gram matrices are symmetric: build only the upper triangle's products.
+        outer = factors[:, upper] * factors[:, lower]
         result = np.empty((incidence.shape[0], n_factors), dtype=np.float32)
         step = max(1, 8_000_000 // (n_factors * n_factors))
         for start in range(0, incidence.shape[0], step):
             stop = min(incidence.shape[0], start + step)
-            gram = (incidence[start:stop] @ outer).reshape(-1, n_factors, n_factors)
+            triangle = incidence[start:stop] @ outer
+            gram = np.empty((stop - start, n_factors, n_factors), dtype=np.float32)
+            gram[:, upper, lower] = triangle
+            gram[:, lower, upper] = triangle
             right = values[start:stop] @ factors
             result[start:stop] = np.linalg.solve(gram + ridge, right[:, :, None])[
                 :, :, 0
