@@ -126,6 +126,9 @@ def load_settings(environ=None, *, load_dotenv_file=True):
         "RATELIMIT_STORAGE_URI": env.get("RATELIMIT_STORAGE_URI") or "memory://",
         "RATELIMIT_ENABLED": _bool(env.get("RATELIMIT_ENABLED"), True),
         "CACHE_URL": env.get("CACHE_URL") or None,
+        "CATALOGUE_STAMP": env.get("CATALOGUE_STAMP")
+        or str(INSTANCE_DIR / "catalogue.version"),
+        "CATALOGUE_TTL": _int(env, "CATALOGUE_TTL", 300),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": _bool(env.get("SESSION_COOKIE_SECURE"), False),

@@ -3,29 +3,38 @@
 The index holds, per film, only what choosing films needs (tags and popularity), so
 that visitors' home pages, shared-tag neighbours and the tag list cost no SQL. Cards
 (the JSON the front end shows) are always loaded fresh, in one query per response,
-so click counts and scores are never stale. The index reloads after ``CATALOGUE_TTL``
-seconds (default 300) and at once after an admin adds or deletes a film in this
-process; other processes catch up within the TTL.
+so click counts and scores are never stale.
+
+An admin's film edit bumps a catalogue version that every process reads once per
+request (:class:`CatalogueVersion`): a Redis key when ``CACHE_URL`` is set, so all
+instances on all hosts see it, or else a stamp file that every worker on this host
+stats. The index reloads as soon as the version changes, and in any case after
+``CATALOGUE_TTL`` seconds (default 300), which bounds how stale popularity can be.
 """
 
 import logging
 import math
+import os
 import random
+import secrets
+import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 
-from flask import current_app
+from flask import current_app, g, has_request_context
 from sqlalchemy import select
 
 from models import Movie, db
 
 logger = logging.getLogger(__name__)
 
-# LIMITATION: other workers' film edits and new ratings reach this index only when
-# it reloads (every DEFAULT_TTL seconds); cards themselves are always read fresh.
+# Popularity (rating counts) drifts with every rating; it is refreshed on this TTL.
+# Film edits are seen at once through the catalogue version.
 DEFAULT_TTL = 300
+VERSION_KEY = "movierec:catalogue-version"
 POPULAR_POOL_SIZE = 100
 
 GENRE_NAMES = {
@@ -64,26 +73,105 @@ class Entry:
     score: float | None
 
 
+class CatalogueVersion:
+    """A catalogue change counter shared by every process that serves the site.
+
+    Args:
+        cache_url: Redis URL; the version is a key there, shared across hosts.
+        stamp_path: Without Redis, a file whose identity changes on every bump;
+            shared by the workers of one host.
+    """
+
+    def __init__(self, cache_url=None, stamp_path=None):
+        self.stamp_path = Path(stamp_path) if stamp_path else None
+        self._redis = None
+        self._warned = False
+        if cache_url:
+            import redis
+
+            self._redis = redis.Redis.from_url(
+                cache_url, socket_timeout=0.5, socket_connect_timeout=0.5
+            )
+
+    def current(self):
+        """Return a token that changes whenever the catalogue was edited anywhere."""
+        if self._redis is not None:
+            try:
+                return self._redis.get(VERSION_KEY)
+            except Exception as exc:  # degrade to the TTL, say so once
+                self._warn(exc)
+                return None
+        if self.stamp_path is None:
+            return None
+        try:
+            stat = self.stamp_path.stat()
+        except FileNotFoundError:
+            return None
+        return (stat.st_ino, stat.st_mtime_ns)
+
+    def bump(self):
+        """Record an edit so that every process reloads its index."""
+        if self._redis is not None:
+            try:
+                self._redis.incr(VERSION_KEY)
+            except Exception as exc:  # the edit itself succeeded
+                self._warn(exc)
+            return
+        if self.stamp_path is None:
+            return
+        self.stamp_path.parent.mkdir(parents=True, exist_ok=True)
+        # A new file renamed over the old one: a new inode, seen by every stat().
+        fd, tmp = tempfile.mkstemp(dir=self.stamp_path.parent, prefix=".catalogue-")
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_hex(8))
+        os.replace(tmp, self.stamp_path)
+
+    def _warn(self, exc):
+        if not self._warned:
+            self._warned = True
+            logger.warning(
+                "catalogue version unavailable (%s): other instances see film edits "
+                "only after the TTL",
+                exc.__class__.__name__,
+            )
+
+
 class Catalogue:
     """Per-process index of films: ids, tags and popularity."""
 
-    def __init__(self, ttl=DEFAULT_TTL):
+    def __init__(self, ttl=DEFAULT_TTL, version=None):
         self.ttl = ttl
+        self.version = version or CatalogueVersion()
         self._lock = threading.Lock()
         self._state = None
+        self._token = None
         self._loaded_at = 0.0
 
     def invalidate(self):
+        """Drop this index and tell every other process to drop theirs."""
+        self.version.bump()
         with self._lock:
             self._state = None
 
+    def _version_token(self):
+        # One look at the shared version per request, however often it is used.
+        if has_request_context():
+            if "catalogue_version" not in g:
+                g.catalogue_version = self.version.current()
+            return g.catalogue_version
+        return self.version.current()
+
     def _current(self):
+        token = self._version_token()
         state = self._state
-        if state is not None and time.monotonic() - self._loaded_at < self.ttl:
+        fresh = time.monotonic() - self._loaded_at < self.ttl
+        if state is not None and fresh and token == self._token:
             return state
         with self._lock:
-            if self._state is None or time.monotonic() - self._loaded_at >= self.ttl:
+            expired = time.monotonic() - self._loaded_at >= self.ttl
+            if self._state is None or expired or token != self._token:
                 self._state = self._load()
+                self._token = token
                 self._loaded_at = time.monotonic()
             return self._state
 
@@ -239,6 +327,10 @@ def get_catalogue():
     extensions = current_app.extensions
     catalogue = extensions.get("catalogue")
     if catalogue is None:
-        ttl = current_app.config.get("CATALOGUE_TTL", DEFAULT_TTL)
-        catalogue = extensions.setdefault("catalogue", Catalogue(ttl))
+        config = current_app.config
+        version = CatalogueVersion(
+            config.get("CACHE_URL"), config.get("CATALOGUE_STAMP")
+        )
+        catalogue = Catalogue(config.get("CATALOGUE_TTL", DEFAULT_TTL), version)
+        catalogue = extensions.setdefault("catalogue", catalogue)
     return catalogue
