@@ -86,6 +86,11 @@ POSTERS_CSV := $(wildcard $(SHARED_DATA)/movielens-posters/movie_poster.csv)
 posters: $(STAMPS)/.stamp-venv
 	$(PY) download_posters.py $(if $(POSTERS_CSV),--csv $(POSTERS_CSV)) $(POSTERS_ARGS)
 
+# A long schemathesis run over every API route (make test runs a bounded one).
+FUZZ_EXAMPLES ?= 300
+fuzz: $(STAMPS)/.stamp-venv
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/test_fuzz.py -q
+
 bench: $(STAMPS)/.stamp-venv
 	$(PY) bench/import_bench.py
 

@@ -18,6 +18,7 @@ from flask_limiter.util import get_remote_address
 from flask_smorest import Api
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 
 logger = logging.getLogger(__name__)
 
@@ -147,6 +148,17 @@ def _rollback():
         logger.debug("rollback failed", exc_info=True)
 
 
+# Ids are INT columns: a larger number in a URL is no row (404), never an overflow.
+MAX_ID = 2**31 - 1
+
+
+class IdConverter(IntegerConverter):
+    """``<int:...>`` bounded to the id columns' range."""
+
+    def __init__(self, url_map, fixed_digits=0, min=None, max=MAX_ID, signed=False):
+        super().__init__(url_map, fixed_digits, min, max, signed)
+
+
 class OpenApi(Api):
     """flask-smorest without its own error handler: ours keeps the error shape."""
 
@@ -157,6 +169,7 @@ class OpenApi(Api):
 def register_blueprints(app):
     """Register one blueprint per API area and document them at /api/openapi.json."""
     from flask_smorest import Blueprint as DocumentedBlueprint
+    from flask_smorest.spec.plugins import integerconverter2paramschema
 
     from api import admin, auth, chat, movies, posters
     from api.schemas import ErrorSchema
@@ -173,7 +186,9 @@ def register_blueprints(app):
     }.items():
         app.config.setdefault(key, value)
     OpenApi.ERROR_SCHEMA = ErrorSchema
+    app.url_map.converters["int"] = IdConverter
     api = OpenApi(app)
+    api.register_converter(IdConverter, integerconverter2paramschema)
     app.extensions["openapi"] = api
     app.before_request(check_origin)
 

@@ -253,7 +253,15 @@ def chat():
 @bp.doc(requestBody={"content": {"application/json": {"schema": ChatRequestSchema}}})
 @bp.alt_response(
     200,
-    schema={"type": "string"},
+    schema={
+        "type": "object",
+        "description": "One server-sent event; data is one line of JSON",
+        "required": ["event", "data"],
+        "properties": {
+            "event": {"type": "string", "enum": ["delta", "done", "error"]},
+            "data": {"type": "string"},
+        },
+    },
     content_type="text/event-stream",
     description=STREAM_DESCRIPTION,
     success=True,
