@@ -1399,6 +1399,15 @@ class PackHolder:
         except FileNotFoundError:
             if self.pack is None:
                 self.error = "model pack file does not exist"
+            elif self._signature is not None:
+                # Deleted while serving: the loaded pack stays in memory (its
+                # mapped pages outlive the file); say so once.
+                self._signature = None
+                self.error = "model pack file was deleted; serving the loaded pack"
+                logger.warning(
+                    "model pack %s was deleted; still serving the loaded pack",
+                    self.path,
+                )
             return
         signature = (info.st_mtime_ns, info.st_size, info.st_ino)
         if signature in (self._signature, self._failed_signature):

@@ -165,9 +165,20 @@ class TrainingManager:
             return False
         return pid > 0 and _pid_alive(pid)
 
+    def _remove_leftovers(self):
+        """Delete half-written packs of runs that were killed (we hold the lock)."""
+        folder = Path(self.model_path).resolve().parent
+        for leftover in folder.glob(".model-*.tmp"):
+            try:
+                leftover.unlink()
+            except FileNotFoundError:
+                continue
+            logger.info("removed a half-written pack of a killed run: %s", leftover)
+
     def start(self):
         """Start a run in a new process; raise TrainingBusy while one runs."""
         self._acquire()
+        self._remove_leftovers()
         previous = _read_json(self.status_path) or {}
         status = dict(IDLE)
         status.update(

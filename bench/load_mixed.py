@@ -383,6 +383,9 @@ def main(argv=None):
         prepare(args.database_url, model_path, train=not args.model)
         engine = create_engine(args.database_url)
         llm = FakeLLM().start()
+        # The app's client may drop a kept-alive connection: count, do not print.
+        resets = Counter()
+        llm._server.handle_error = lambda request, address: resets.update(["reset"])
         llm.default_reply = "可以看看《Heat (1995)》和《Toy Story (1995)》。"
         log_path = Path(tmp) / "gunicorn.log"
         process, base = start_gunicorn(
@@ -422,7 +425,10 @@ def main(argv=None):
             llm.stop()
 
         errors = report(recorder, elapsed)
-        print(f"chat requests seen by the fake provider: {len(llm.requests)}")
+        print(
+            f"chat requests seen by the fake provider: {len(llm.requests)} "
+            f"(connections reset by the app: {resets['reset']})"
+        )
         problems = verify(engine, before_clicks, base_ratings, recorder, clients)
         engine.dispose()
         clicks = sum(recorder.clicks.values())
