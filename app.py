@@ -45,6 +45,7 @@ def create_app(config=None):
 
     register_error_handlers(app)
     register_blueprints(app)
+    app.after_request(_security_headers)
     app.add_url_rule("/api/health", "health", health)
     app.add_url_rule("/api/ping", "ping", ping)
     _register_frontend(app)
@@ -69,6 +70,12 @@ def _check_secret_key(app):
             "'import secrets; print(secrets.token_hex(32))')\")"
         )
     app.config["SECRET_KEY"] = development_secret_key(app.instance_path)
+
+
+def _security_headers(response):
+    """Browsers must not guess a type: a JSON or SVG answer never runs as a page."""
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    return response
 
 
 def ping():
@@ -117,7 +124,10 @@ if __name__ == "__main__":
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    application = create_app()
+    try:
+        application = create_app()
+    except ConfigError as exc:  # a clear message, not a traceback
+        raise SystemExit(f"error: {exc}") from None
     application.run(
         host=application.config["HOST"],
         port=application.config["PORT"],

@@ -1,5 +1,6 @@
 """Authentication: register, log in and out, the current user, password change."""
 
+import functools
 import logging
 
 from flask import jsonify, request
@@ -151,8 +152,22 @@ def me():
     return jsonify({"role": role, "user": account_dict(role, account)})
 
 
+def _account_required(view):
+    """401 before the body is validated, as on every other guarded route."""
+
+    @functools.wraps(view)
+    def wrapped(*args, **kwargs):
+        role = current_role()
+        if role is None or current_account(role) is None:
+            raise ApiError(401, "login_required", "请先登录")
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
 @bp.route("/password", methods=["PUT"])
 @limiter.limit(LOGIN_LIMIT_PER_ADDRESS)
+@_account_required
 @bp.arguments(PasswordChangeSchema)
 @bp.alt_response(200, schema=MessageSchema, success=True)
 def change_password(data):

@@ -33,6 +33,10 @@ def check_origin():
         return None
     if not request.path.startswith("/api/"):
         return None
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    if limit and (request.content_length or 0) > limit:
+        # Also for routes that never read their body (logout, training start).
+        raise ApiError(413, "payload_too_large", "请求体过大")
     origin = request.headers.get("Origin")
     if origin is not None and not _origin_allowed(origin):
         raise ApiError(403, "origin_not_allowed", "不允许来自该来源的跨站请求")
