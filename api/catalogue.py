@@ -25,18 +25,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flask import current_app, g, has_request_context
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from models import Movie, db, movie_json
 
 logger = logging.getLogger(__name__)
 
-# Popularity (rating counts) drifts with every rating; it is refreshed on this TTL.
-# Film edits are seen at once through the catalogue version.
-DEFAULT_TTL = 300
-# Cards in lists may show counts up to this old; the film's own page is always fresh.
-CARD_TTL = 60
-MAX_CARDS = 50_000
+# Popularity and the counts on list cards drift with every click and rating; the
+# index reloads on this TTL. Film edits are seen at once through the version.
+DEFAULT_TTL = 60
+# Up to this many films, every card is built when the index loads; beyond it, cards
+# are read on first use and kept until the next reload.
+PREFILL_CARDS = 20_000
 VERSION_KEY = "movierec:catalogue-version"
 POPULAR_POOL_SIZE = 100
 
@@ -142,54 +142,46 @@ class CatalogueVersion:
 class Catalogue:
     """Per-process index of films: ids, tags and popularity."""
 
-    def __init__(self, ttl=DEFAULT_TTL, version=None, card_ttl=CARD_TTL):
+    def __init__(self, ttl=DEFAULT_TTL, version=None):
         self.ttl = ttl
-        self.card_ttl = card_ttl
         self.version = version or CatalogueVersion()
         self._lock = threading.Lock()
         self._state = None
         self._token = None
         self._loaded_at = 0.0
-        self._cards = {}
 
     def invalidate(self):
         """Drop this index and tell every other process to drop theirs."""
         self.version.bump()
         with self._lock:
             self._state = None
-            self._cards = {}
 
     def forget(self, movie_ids):
-        """Drop these films' cached cards (their score or count just changed)."""
+        """Drop these films' cards (their score or count just changed)."""
+        cards = self._current()["cards"]
         for movie_id in movie_ids:
-            self._cards.pop(movie_id, None)
+            cards.pop(movie_id, None)
 
     def cards(self, movie_ids):
         """Return {movie_id: card} for list views, from memory where possible.
 
-        Cards missing or older than ``card_ttl`` are read in one query. Each call
-        returns fresh dicts, so callers may add keys (a reason) to them.
+        Cards not in memory are read in one query. Each call returns fresh dicts,
+        so callers may add keys (a reason) to them.
         """
-        self._current()  # drops the cards when the catalogue version moved
-        cache = self._cards
-        now = time.monotonic()
+        cards = self._current()["cards"]
         found, missing = {}, []
         for movie_id in dict.fromkeys(movie_ids):
-            item = cache.get(movie_id)
-            if item is not None and now - item[0] < self.card_ttl:
-                found[movie_id] = item[1]
-            else:
+            card = cards.get(movie_id)
+            if card is None:
                 missing.append(movie_id)
+            else:
+                found[movie_id] = card
         if missing:
-            if len(cache) + len(missing) > MAX_CARDS:
-                cache.clear()
             rows = db.session.execute(
                 select(Movie.__table__).where(Movie.id.in_(missing))
             )
             for row in rows:
-                card = movie_json(row)
-                cache[row.id] = (now, card)
-                found[row.id] = card
+                found[row.id] = cards[row.id] = movie_json(row)
         return {movie_id: dict(card) for movie_id, card in found.items()}
 
     def _version_token(self):
@@ -209,8 +201,6 @@ class Catalogue:
         with self._lock:
             expired = time.monotonic() - self._loaded_at >= self.ttl
             if self._state is None or expired or token != self._token:
-                if token != self._token:
-                    self._cards = {}
                 self._state = self._load()
                 self._token = token
                 self._loaded_at = time.monotonic()
@@ -219,9 +209,14 @@ class Catalogue:
     @staticmethod
     def _load():
         started = time.perf_counter()
-        rows = db.session.execute(
-            select(Movie.id, Movie.tags, Movie.rating_count, Movie.score)
-        ).all()
+        n_films = db.session.scalar(select(func.count()).select_from(Movie))
+        prefill = n_films <= PREFILL_CARDS
+        columns = (
+            [Movie.__table__]
+            if prefill
+            else [Movie.id, Movie.tags, Movie.rating_count, Movie.score]
+        )
+        rows = db.session.execute(select(*columns)).all()
         entries = {
             row.id: Entry(
                 row.id,
@@ -244,6 +239,7 @@ class Catalogue:
             "by_tag": dict(by_tag),
             "popular": [entry.movie_id for entry in popular[:POPULAR_POOL_SIZE]],
             "tag_counts": Counter(tag for e in entries.values() for tag in e.tags),
+            "cards": {row.id: movie_json(row) for row in rows} if prefill else {},
         }
         logger.debug(
             "catalogue index loaded: %d films in %.1f ms",

@@ -41,7 +41,8 @@ bp = Blueprint(
 
 HOME_SIZE = 12
 RELATED_SIZE = 6
-RECENT_VIEWS = 100
+# The latest views describe current interest; reading more costs every home page.
+RECENT_VIEWS = 40
 
 
 def movie_not_found():
@@ -326,7 +327,7 @@ def refresh_movie_rating(movie_ids):
         .values(rating_count=count, score=average.scalar_subquery())
         .execution_options(synchronize_session=False)
     )
-    # This process shows the new score in lists at once; others within CARD_TTL.
+    # This process shows the new score in lists at once; others after their TTL.
     get_catalogue().forget(ids)
 
 
