@@ -5,6 +5,7 @@ runs (401 logged out, 403 for a client), so a new route cannot forget it.
 """
 
 import logging
+import math
 import secrets
 from collections import Counter
 from datetime import timedelta
@@ -63,11 +64,18 @@ def _pack():
     return current_app.extensions["recommender"].get()
 
 
+def _finite(value):
+    """NaN and infinity (a model evaluated on too few ratings) are JSON null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def _model_metrics(pack):
     metrics = dict(getattr(pack, "metrics", None) or {}) if pack else {}
     if "coverage" not in metrics and "coverage_at_10" in metrics:
         metrics["coverage"] = metrics["coverage_at_10"]
-    return {key: metrics.get(key) for key in METRIC_KEYS}
+    return {key: _finite(metrics.get(key)) for key in METRIC_KEYS}
 
 
 @bp.route("/stats", methods=["GET"])
@@ -336,6 +344,8 @@ def _model_state():
     body["model"] = holder.status()
     if pack is not None:
         body["metrics"] = _model_metrics(pack)
+    elif isinstance(body.get("metrics"), dict):
+        body["metrics"] = {k: _finite(v) for k, v in body["metrics"].items()}
     return body
 
 

@@ -335,6 +335,19 @@ def test_app_started_on_a_corrupt_pack_serves_from_tags_and_popularity(
     assert admin.get("/api/admin/stats").get_json()["model_loaded"] is False
 
 
+def test_metrics_of_a_pack_from_too_few_ratings_are_null_not_nan(pack_app, auth):
+    """JSON has no NaN: a browser's JSON.parse would reject the whole answer."""
+    admin = admin_client(pack_app, auth)
+    for path in ("/api/admin/stats", "/api/admin/model"):
+        response = admin.get(path)
+        assert response.status_code == 200
+        assert b"NaN" not in response.data and b"Infinity" not in response.data
+    stats = admin.get("/api/admin/stats").get_json()
+    assert stats["model_loaded"] is True
+    assert stats["rmse"] is None  # 14 ratings: nothing left to evaluate on
+    assert stats["eval_date"] is not None
+
+
 # --- training that fails half-way ----------------------------------------------------
 
 
