@@ -41,6 +41,7 @@ bp = Blueprint(
 
 HOME_SIZE = 12
 RELATED_SIZE = 6
+PERSONAL_CACHE_SIZE = 10_000
 # The latest views describe current interest; reading more costs every home page.
 RECENT_VIEWS = 40
 
@@ -141,21 +142,63 @@ def _personal_picks(ratings, views, n):
     return picks
 
 
+def _history_token(client_id):
+    """Return a fingerprint of the client's ratings and views, in one statement.
+
+    It changes with every new, changed or removed rating and every new view, so a
+    cached home page is reused only while the history it was made from still holds.
+    """
+    last_view = (
+        select(func.max(Footprint.id))
+        .where(Footprint.client_id == client_id)
+        .scalar_subquery()
+    )
+    return tuple(
+        db.session.execute(
+            select(
+                func.count(),
+                func.sum(Rating.rating),
+                func.sum(Rating.movie_id * Rating.rating),
+                func.max(Rating.rated_at),
+                last_view,
+            ).where(Rating.client_id == client_id)
+        ).one()
+    )
+
+
+def _personal_cache():
+    return current_app.extensions.setdefault("personal_home_cache", {})
+
+
 @bp.route("/movies/home", methods=["GET"])
 @bp.alt_response(200, schema=HomeSchema, success=True)
 def home():
     """Twelve films: personal for clients with a history, a varied mix otherwise."""
     client = current_client()
-    picks = []
-    rated = set()
-    if client is not None:
+    if client is None:
+        return jsonify(
+            {"recs": cards_with_reasons(_visitor_picks(HOME_SIZE), HOME_SIZE)}
+        )
+
+    # Recommending costs more than the rest of the page: reuse this process's last
+    # answer for the client while their history and the model are unchanged.
+    key = (_history_token(client.id), id(_pack()), current_app.config["RECOMMENDER"])
+    cache = _personal_cache()
+    cached = cache.get(client.id)
+    if cached is not None and cached[0] == key:
+        picks = cached[1]
+    else:
+        picks, rated = [], set()
         ratings, views = _client_history(client.id)
         rated = {movie_id for movie_id, _, _ in ratings}
         if ratings or views:
             picks = _personal_picks(ratings, views, HOME_SIZE)
-    if len(picks) < HOME_SIZE:
-        taken = rated | {movie_id for movie_id, _ in picks}
-        picks += _visitor_picks(HOME_SIZE - len(picks), exclude=taken)
+        if len(picks) < HOME_SIZE:
+            taken = rated | {movie_id for movie_id, _ in picks}
+            picks += _visitor_picks(HOME_SIZE - len(picks), exclude=taken)
+        if len(cache) >= PERSONAL_CACHE_SIZE:
+            cache.clear()
+        cache[client.id] = (key, picks)
     return jsonify({"recs": cards_with_reasons(picks, HOME_SIZE)})
 
 

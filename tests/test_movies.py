@@ -173,6 +173,33 @@ def test_home_runs_at_most_four_statements(ml_app, ml_client, auth, logged_in):
     assert n_statements <= 4 if logged_in else n_statements == 0
 
 
+def test_client_home_is_reused_until_the_history_changes(ml_app, ml_client, auth):
+    auth.register_and_login(ml_client)
+    ml_client.put("/api/movies/50/rating", json={"rating": 5})
+    first = ids_of(ml_client.get("/api/movies/home").get_json()["recs"])
+
+    # Nothing changed: the same page, from two statements (client, history token).
+    n_statements, response = count_statements(
+        ml_app, lambda: ml_client.get("/api/movies/home")
+    )
+    assert ids_of(response.get_json()["recs"]) == first
+    assert n_statements == 2
+
+    # Rating a recommended film takes it off the very next page.
+    assert (
+        ml_client.put(f"/api/movies/{first[0]}/rating", json={"rating": 4}).status_code
+        == 201
+    )
+    second = ids_of(ml_client.get("/api/movies/home").get_json()["recs"])
+    assert first[0] not in second
+    # Changing that rating (same count of ratings) is noticed too.
+    ml_client.put(f"/api/movies/{first[0]}/rating", json={"rating": 1})
+    n_statements, _ = count_statements(
+        ml_app, lambda: ml_client.get("/api/movies/home")
+    )
+    assert n_statements == 4
+
+
 # Detail ---------------------------------------------------------------------------
 
 
