@@ -386,16 +386,16 @@ class Recommender:
 
     def __init__(
         self,
-        n_neighbors=200,
+        n_neighbors=300,
         content_neighbors=50,
-        similar_neighbors=30,
+        similar_neighbors=20,
         rating_neighbors=70,
         predict_k=40,
         shrinkage=100.0,
         neighbour_reg=0.1,
         n_factors=20,
         factor_reg=15.0,
-        factor_epochs=15,
+        factor_epochs=10,
         user_exponent=1.0,
         alpha=0.9,
         beta=0.65,
@@ -674,7 +674,7 @@ class Recommender:
                 tokenize_text(_title_text(movie.get("title")))
                 + tokenize_text(movie.get("summary"))
             )
-            features[int(movie_id)] = tags + director + actors[:6]
+            features[int(movie_id)] = tags + director + actors[:4]
         blocks = []
         for documents, weight in ((genres, 1.0), (people, 0.5), (words, 0.7)):
             matrix = _field_matrix(documents)
