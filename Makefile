@@ -93,6 +93,7 @@ fuzz: $(STAMPS)/.stamp-venv
 
 bench: $(STAMPS)/.stamp-venv
 	$(PY) bench/import_bench.py
+	$(PY) bench/recommender_bench.py
 
 clean:
 	rm -rf $(VENV) $(STAMPS)/.stamp-* frontend/node_modules frontend/dist

@@ -12,6 +12,7 @@ latencies of ``similar_items`` and of ``recommend`` for users with 50 ratings,
 """
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -47,9 +48,8 @@ def main(argv=None):
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument(
-        "--data", default=str(ROOT.parent / "shared" / "data" / "ml-100k")
-    )
+    shared = os.environ.get("SHARED_DATA_DIR") or ROOT.parent / "shared" / "data"
+    parser.add_argument("--data", default=str(Path(shared) / "ml-100k"))
     parser.add_argument("--queries", type=int, default=2000)
     args = parser.parse_args(argv)
 
