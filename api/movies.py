@@ -241,7 +241,11 @@ def _related_picks(movie_id, n):
 def movie_detail(movie_id):
     """Return a film with related films; count the click and the client's view."""
     client = current_client()
+    # Read now: the commit below expires ORM objects, and a reload costs a query.
+    client_id = client.id if client is not None else None
 
+    # Write first and commit at once: on SQLite the write lock is held only for
+    # the two small writes, and the read below sees this view counted.
     counted = db.session.execute(
         update(Movie)
         .where(Movie.id == movie_id)
@@ -251,25 +255,31 @@ def movie_detail(movie_id):
     if counted.rowcount == 0:
         db.session.rollback()
         raise movie_not_found()
+    if client_id is not None:
+        db.session.execute(
+            insert(Footprint.__table__).values(
+                client_id=client_id, movie_id=movie_id, viewed_at=utcnow()
+            )
+        )
+    db.session.commit()
+
     # Plain rows, not ORM objects: this is the hottest route of the site.
     film = Movie.__table__
-    if client is not None:
+    if client_id is not None:
         row = db.session.execute(
             select(film, Rating.rating.label("my_rating"))
             .outerjoin(
                 Rating,
-                and_(Rating.movie_id == film.c.id, Rating.client_id == client.id),
+                and_(Rating.movie_id == film.c.id, Rating.client_id == client_id),
             )
             .where(film.c.id == movie_id)
-        ).one()
-        db.session.execute(
-            insert(Footprint.__table__).values(
-                client_id=client.id, movie_id=movie_id, viewed_at=utcnow()
-            )
-        )
+        ).one_or_none()
     else:
-        row = db.session.execute(select(film).where(film.c.id == movie_id)).one()
-    db.session.commit()
+        row = db.session.execute(
+            select(film).where(film.c.id == movie_id)
+        ).one_or_none()
+    if row is None:  # deleted by an admin between the two statements
+        raise movie_not_found()
     body = movie_json(row)
     body["my_rating"] = getattr(row, "my_rating", None)
 
