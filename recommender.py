@@ -713,16 +713,16 @@ _PARAM_NAMES = tuple(
 def library_versions():
     """Return the versions of the libraries a pack depends on."""
     import platform
+    from importlib.metadata import version
 
-    import joblib
-    import sklearn
-
+    # Read from package metadata: importing scikit-learn would cost a serving
+    # worker about a second and tens of MB just to compare version strings.
     return {
         "python": platform.python_version(),
         "numpy": np.__version__,
         "scipy": scipy.__version__,
-        "scikit-learn": sklearn.__version__,
-        "joblib": joblib.__version__,
+        "scikit-learn": version("scikit-learn"),
+        "joblib": version("joblib"),
     }
 
 
