@@ -154,14 +154,16 @@ def read_chat_request():
         history = []
     if not isinstance(history, list):
         raise ApiError(400, "invalid_history", "对话历史格式不正确")
-    turns = []
-    for turn in history[-MAX_HISTORY_TURNS:]:
+    # Every turn is checked, including the older ones that are then dropped.
+    for turn in history:
         if (
             not isinstance(turn, dict)
             or turn.get("role") not in ROLES
             or not isinstance(turn.get("content"), str)
         ):
             raise ApiError(400, "invalid_history", "对话历史格式不正确")
+    turns = []
+    for turn in history[-MAX_HISTORY_TURNS:]:
         content = turn["content"].strip()[:MAX_MESSAGE_CHARS]
         if content:
             turns.append({"role": turn["role"], "content": content})

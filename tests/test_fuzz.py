@@ -28,6 +28,7 @@ from werkzeug.security import generate_password_hash
 from app import create_app
 from config import testing_settings
 from models import Client, db
+from train_evaluate_model import train
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "20"))
 MYSQL_EXAMPLES = max(2, EXAMPLES // 4)
@@ -60,7 +61,7 @@ CASES = [(role, op) for role in ROLES for op in OPERATIONS]
 
 @pytest.fixture(scope="module")
 def fuzz_app(backend, tmp_path_factory):
-    """The hand-made catalogue plus a client far from generated ids."""
+    """The hand-made catalogue, a client far from generated ids, a model pack."""
     app, teardown = seeded_app(backend, tmp_path_factory, "fuzz")
     model_path = Path(app.config["MODEL_PATH"])
     # Fuzzed training starts run a trainer that returns at once, never the real one.
@@ -77,6 +78,14 @@ def fuzz_app(backend, tmp_path_factory):
             )
         )
         db.session.commit()
+    # A real pack, so that home, related films and chat take the model's paths too
+    # (the admin's fuzzed deletes then leave it knowing films the catalogue lost).
+    train(
+        app.config["SQLALCHEMY_DATABASE_URI"],
+        str(model_path),
+        progress_callback=lambda stage, fraction: None,
+    )
+    assert app.test_client().get("/api/health").get_json()["model"]["loaded"]
     yield app
     teardown()
 
@@ -139,3 +148,50 @@ def test_operation_conforms_to_its_schema(
         fuzz(fuzz_app, session_cookies[role], operation, mode, examples, statuses)
     assert statuses  # at least one request (operations without inputs make one)
     assert max(statuses) < 500
+
+
+# What the fuzzer found, kept as plain regression tests -----------------------------
+
+
+def test_ids_beyond_the_id_columns_are_404_not_an_overflow(fuzz_app, session_cookies):
+    huge = 2**70
+    admin = fuzz_app.test_client()
+    admin.set_cookie("session", session_cookies["admin"])
+    for method, url in (
+        ("GET", f"/api/movies/detail/{huge}"),
+        ("GET", f"/api/movies/detail/{2**31}"),
+        ("DELETE", f"/api/admin/movies/{huge}"),
+        ("POST", f"/api/admin/clients/{huge}/reset-password"),
+        ("GET", f"/posters/{huge}"),
+    ):
+        response = admin.open(url, method=method)
+        # No API rule matches (the front end's catch-all answers GET only).
+        codes = {404: "not_found", 405: "method_not_allowed"}
+        allowed = {404} if method == "GET" else {404, 405}
+        assert response.status_code in allowed, (method, url)
+        assert response.get_json()["error"]["code"] == codes[response.status_code]
+    spec = fuzz_app.test_client().get("/api/openapi.json").get_json()
+    (parameter,) = spec["paths"]["/api/movies/detail/{movie_id}"]["parameters"]
+    assert parameter["schema"] == {
+        "type": "integer",
+        "minimum": 0,
+        "maximum": 2**31 - 1,
+    }
+
+
+def test_every_chat_history_turn_is_checked_not_only_the_last_ten(fuzz_app):
+    history = [{"role": "user"}] + [{"role": "user", "content": "hi"}] * 10
+    for path in ("/api/ai/chat", "/api/ai/chat/stream"):
+        response = fuzz_app.test_client().post(
+            path, json={"message": "Heat", "history": history}
+        )
+        assert response.status_code == 400
+        assert response.get_json()["error"]["code"] == "invalid_history"
+
+
+def test_stream_events_are_documented_as_they_are_sent(fuzz_app):
+    spec = fuzz_app.test_client().get("/api/openapi.json").get_json()
+    answer = spec["paths"]["/api/ai/chat/stream"]["post"]["responses"]["200"]
+    event = answer["content"]["text/event-stream"]["schema"]
+    assert event["required"] == ["event", "data"]
+    assert event["properties"]["event"]["enum"] == ["delta", "done", "error"]
