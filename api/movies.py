@@ -249,7 +249,8 @@ def movie_detail(movie_id):
     counted = db.session.execute(
         update(Movie)
         .where(Movie.id == movie_id)
-        .values(click_count=Movie.click_count + 1)
+        # Keeping updated_at as it is: it marks edits to the film, not views.
+        .values(click_count=Movie.click_count + 1, updated_at=Movie.updated_at)
         .execution_options(synchronize_session=False)
     )
     if counted.rowcount == 0:
@@ -377,7 +378,11 @@ def refresh_movie_rating(movie_ids):
     db.session.execute(
         update(Movie)
         .where(Movie.id.in_(ids))
-        .values(rating_count=count, score=average.scalar_subquery())
+        .values(
+            rating_count=count,
+            score=average.scalar_subquery(),
+            updated_at=Movie.updated_at,
+        )
         .execution_options(synchronize_session=False)
     )
     # This process shows the new score in lists at once; others after their TTL.
