@@ -440,6 +440,8 @@ def main(argv=None):
         )
         log = log_path.read_text()
         tracebacks = log.count("Traceback")
+        if PASSWORD in log or "scrypt:" in log or "pbkdf2:" in log:
+            problems.append("a password or a password hash is in the server log")
         if tracebacks:
             print(f"gunicorn log: {tracebacks} traceback(s)\n{log[-3000:]}")
         for problem in problems[:20]:
