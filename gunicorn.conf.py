@@ -7,6 +7,8 @@ every forked worker; its arrays are memory-mapped, so a reload in one worker doe
 copy them either.
 """
 
+import gc
+
 from config import load_settings
 
 _settings = load_settings()
@@ -22,6 +24,15 @@ keepalive = 5
 accesslog = None
 errorlog = "-"
 loglevel = "info"
+
+
+def pre_fork(server, worker):
+    """Move the preloaded app's objects out of the collector's reach before forking.
+
+    A collection in a worker would otherwise walk (and so write to) every page of
+    the master's objects, turning shared pages into private copies.
+    """
+    gc.freeze()
 
 
 def post_fork(server, worker):
