@@ -275,6 +275,9 @@ def _rank_users(score_fn, train, test, pack, k, max_users=None, seed=0):
 
 
 def _rating_metrics(predictions, truth):
+    if len(truth) == 0:
+        # Too few ratings to hold any out: say "unknown", never NaN (not JSON).
+        return {"rmse": None, "mae": None, "within_one_star": None}
     errors = predictions - truth
     return {
         "rmse": float(np.sqrt(np.mean(errors**2))),
@@ -407,8 +410,11 @@ def mean_results(results):
     """Average several :func:`evaluate` results key by key."""
 
     def average(dicts):
-        keys = dicts[0].keys()
-        return {key: float(np.mean([d[key] for d in dicts])) for key in keys}
+        result = {}
+        for key in dicts[0]:
+            values = [d[key] for d in dicts if d[key] is not None]
+            result[key] = float(np.mean(values)) if values else None
+        return result
 
     merged = {"model": average([r["model"] for r in results])}
     for group in ("algorithms", "baselines"):
@@ -457,7 +463,8 @@ def format_table(result):
     width = max(len(row[0]) for row in rows) + 2
     lines = [header[0].ljust(width) + "".join(h.rjust(9) for h in header[1:])]
     for row in rows:
-        lines.append(row[0].ljust(width) + "".join(f"{v:9.4f}" for v in row[1:]))
+        cells = ("      n/a" if v is None else f"{v:9.4f}" for v in row[1:])
+        lines.append(row[0].ljust(width) + "".join(cells))
     return "\n".join(lines)
 
 

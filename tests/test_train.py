@@ -86,6 +86,19 @@ def test_rating_metrics_keep_the_designs_precision_under_its_honest_name():
     assert result["within_one_star"] == pytest.approx(2 / 3)
 
 
+def test_tiny_data_reports_unknown_errors_not_nan(tmp_path):
+    ratings = RatingData([1, 1, 2, 2, 3], [10, 11, 10, 11, 12], [5, 5, 4, 5, 3])
+
+    metrics = trainer.train(None, tmp_path / "m.joblib", ratings=ratings, movies=[])
+
+    assert metrics["rmse"] is None
+    assert metrics["baselines"]["movie_mean"]["mae"] is None
+    assert metrics["ndcg_at_10"] == 0.0
+    text = (tmp_path / "m.metrics.json").read_text()
+    assert "NaN" not in text
+    assert json.loads(text)["within_one_star"] is None
+
+
 def test_split_holds_out_a_fifth_of_each_user_reproducibly():
     ratings = trainer.read_ratings_file(ML100K_DIR / "u.data")
 
