@@ -11,6 +11,7 @@ from flask import Flask, current_app, jsonify, send_from_directory
 from flask_cors import CORS
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from werkzeug.routing import PathConverter
 
 from api import ApiError, limiter, register_blueprints, register_error_handlers
 from config import INSTANCE_DIR, ConfigError, development_secret_key, load_settings
@@ -97,13 +98,22 @@ def health():
     return jsonify(body), 200 if database["ok"] else 503
 
 
+class FrontendPathConverter(PathConverter):
+    """A path that is not under /api or /posters.
+
+    Those prefixes never reach the front end's catch-all route, so an API path
+    with the wrong method gets 405 and an unknown one 404, as JSON.
+    """
+
+    regex = r"(?!(?:api|posters)(?:/|$))[^/].*?"
+
+
 def _register_frontend(app):
     """Serve the built Vue app at / with client-side routes falling back to it."""
     dist = Path(app.config["FRONTEND_DIST"])
+    app.url_map.converters["frontend_path"] = FrontendPathConverter
 
     def frontend(path=""):
-        if path.startswith(("api/", "posters/")) or path in ("api", "posters"):
-            raise ApiError(404, "not_found")
         if not (dist / "index.html").is_file():
             raise ApiError(
                 404,
@@ -112,12 +122,15 @@ def _register_frontend(app):
             )
         if path and (dist / path).is_file():
             return send_from_directory(dist, path)
+        if path.startswith("assets/"):
+            # A stale hashed asset: 404, not the page (a script must not get HTML).
+            raise ApiError(404, "not_found")
         response = send_from_directory(dist, "index.html")
         response.headers["Cache-Control"] = "no-cache"
         return response
 
     app.add_url_rule("/", "frontend", frontend)
-    app.add_url_rule("/<path:path>", "frontend", frontend)
+    app.add_url_rule("/<frontend_path:path>", "frontend", frontend)
 
 
 if __name__ == "__main__":
@@ -131,6 +144,6 @@ if __name__ == "__main__":
     application.run(
         host=application.config["HOST"],
         port=application.config["PORT"],
-        debug=application.config["APP_ENV"] == "development",
+        debug=application.config["DEBUG"],
         use_reloader=False,
     )

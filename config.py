@@ -106,6 +106,8 @@ def load_settings(environ=None, *, load_dotenv_file=True):
     settings = {
         "APP_ENV": app_env,
         "TESTING": app_env == "testing",
+        # The Werkzeug debugger runs code typed into the page: only on request.
+        "DEBUG": _bool(env.get("FLASK_DEBUG"), False),
         "SECRET_KEY": env.get("SECRET_KEY") or None,
         "SQLALCHEMY_DATABASE_URI": database_url,
         "SQLALCHEMY_ENGINE_OPTIONS": engine_options(database_url),

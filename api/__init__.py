@@ -9,10 +9,11 @@ Every error body has one shape::
 gets a code derived from its status.
 """
 
+import json
 import logging
 import time
 
-from flask import jsonify
+from flask import jsonify, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_smorest import Api
@@ -166,6 +167,24 @@ class OpenApi(Api):
         pass
 
 
+def check_json_body():
+    """Refuse a JSON body that cannot be decoded, before any view parses it.
+
+    webargs lets through what is not a JSONDecodeError: nesting deep enough to hit
+    the recursion limit, or an integer with more digits than Python converts.
+    """
+    if not request.path.startswith("/api/") or not request.content_length:
+        return
+    if not request.is_json:
+        return
+    try:
+        json.loads(request.get_data(cache=True))
+    except (ValueError, RecursionError) as exc:
+        raise ApiError(
+            400, "invalid_json", "请求体不是合法的 JSON", ["Invalid JSON body."]
+        ) from exc
+
+
 def register_blueprints(app):
     """Register one blueprint per API area and document them at /api/openapi.json."""
     from flask_smorest import Blueprint as DocumentedBlueprint
@@ -191,6 +210,7 @@ def register_blueprints(app):
     api.register_converter(IdConverter, integerconverter2paramschema)
     app.extensions["openapi"] = api
     app.before_request(check_origin)
+    app.before_request(check_json_body)
 
     for module in (auth, movies, chat, admin, posters):
         if isinstance(module.bp, DocumentedBlueprint):

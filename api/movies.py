@@ -8,7 +8,7 @@ popularity (:mod:`api.catalogue`). Film cards are loaded in one query per respon
 import logging
 from datetime import date
 
-from flask import current_app, jsonify
+from flask import current_app, jsonify, request
 from flask_smorest import Blueprint
 from sqlalchemy import and_, delete, desc, func, insert, literal, or_, select, update
 
@@ -236,16 +236,12 @@ def _related_picks(movie_id, n):
     return picks[:n]
 
 
-@bp.route("/movies/detail/<int:movie_id>", methods=["GET"])
-@bp.alt_response(200, schema=MovieDetailSchema, success=True)
-def movie_detail(movie_id):
-    """Return a film with related films; count the click and the client's view."""
-    client = current_client()
-    # Read now: the commit below expires ORM objects, and a reload costs a query.
-    client_id = client.id if client is not None else None
+def _count_view(movie_id, client_id):
+    """Count a view of the film (and the client's footprint); 404 when unknown.
 
-    # Write first and commit at once: on SQLite the write lock is held only for
-    # the two small writes, and the read below sees this view counted.
+    Written first and committed at once: on SQLite the write lock is held only for
+    the two small writes, and the read that follows sees this view counted.
+    """
     counted = db.session.execute(
         update(Movie)
         .where(Movie.id == movie_id)
@@ -263,6 +259,19 @@ def movie_detail(movie_id):
             )
         )
     db.session.commit()
+
+
+@bp.route("/movies/detail/<int:movie_id>", methods=["GET"])
+@bp.alt_response(200, schema=MovieDetailSchema, success=True)
+def movie_detail(movie_id):
+    """Return a film with related films; count the click and the client's view."""
+    client = current_client()
+    # Read now: committing the view expires ORM objects; a reload costs a query.
+    client_id = client.id if client is not None else None
+
+    # HEAD (link prefetchers, monitors) shows the page without counting a view.
+    if request.method != "HEAD":
+        _count_view(movie_id, client_id)
 
     # Plain rows, not ORM objects: this is the hottest route of the site.
     film = Movie.__table__

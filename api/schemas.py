@@ -9,7 +9,7 @@ Response schemas only document the answers; views build the JSON themselves.
 import marshmallow as ma
 from marshmallow import fields, validate
 
-USERNAME_PATTERN = r"^[A-Za-z0-9_\u4e00-\u9fff]{3,32}$"
+USERNAME_PATTERN = r"^[A-Za-z0-9_\u4e00-\u9fff]{3,32}\Z"
 SORTS = ("popular", "score", "newest", "title")
 
 

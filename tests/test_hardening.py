@@ -1,0 +1,78 @@
+"""Inputs a newcomer found that broke the API, kept fixed."""
+
+import pytest
+from conftest import make_app
+from sqlalchemy import select
+
+from models import Movie, db
+
+
+def click_count(app, movie_id):
+    with app.app_context():
+        return db.session.scalar(select(Movie.click_count).where(Movie.id == movie_id))
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/auth/login", b"[" * 1000 + b"]" * 1000),
+        ("/api/auth/register", b"[" * 30000 + b"]" * 30000),
+        ("/api/auth/login", b'{"username": ' + b"1" * 4401 + b', "password": "x"}'),
+        ("/api/movies/1/rating", b'{"rating": ' + b"5" * 5001 + b"}"),
+    ],
+    ids=["nested-1000", "nested-30000", "huge-int-login", "huge-int-rating"],
+)
+def test_undecodable_json_is_a_400_not_a_500(ml_client, path, body):
+    method = ml_client.put if path.endswith("rating") else ml_client.post
+    response = method(path, data=body, content_type="application/json")
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "invalid_json"
+
+
+def test_username_cannot_end_in_a_newline(ml_client, auth):
+    name = auth.unique_username()
+    response = ml_client.post(
+        "/api/auth/register", json={"username": name + "\n", "password": "password-1"}
+    )
+    assert response.status_code == 422
+    assert "username" in response.get_json()["error"]["details"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [
+        ("get", "/api/auth/login", 405, "method_not_allowed"),
+        ("get", "/api/ai/chat", 405, "method_not_allowed"),
+        ("post", "/api/nope", 404, "not_found"),
+        ("put", "/api/movies/-1/rating", 404, "not_found"),
+    ],
+)
+def test_api_paths_never_fall_through_to_the_front_end(
+    ml_client, method, path, status, code
+):
+    response = getattr(ml_client, method)(path)
+    assert response.status_code == status
+    assert response.get_json()["error"]["code"] == code
+
+
+def test_head_shows_a_film_without_counting_a_view(ml_app, ml_client):
+    before = click_count(ml_app, 2)
+    for _ in range(3):
+        assert ml_client.head("/api/movies/detail/2").status_code == 200
+    assert click_count(ml_app, 2) == before
+    ml_client.get("/api/movies/detail/2")
+    assert click_count(ml_app, 2) == before + 1
+
+
+def test_front_end_routes_fall_back_but_missing_assets_are_404(db_url, tmp_path):
+    dist = tmp_path / "dist"
+    (dist / "assets").mkdir(parents=True)
+    (dist / "index.html").write_text("<!doctype html><div id=app></div>")
+    (dist / "assets" / "main.js").write_text("console.log(1)")
+    client = make_app(db_url, FRONTEND_DIST=str(dist)).test_client()
+
+    assert b"id=app" in client.get("/movies/1").data
+    assert client.get("/assets/main.js").data == b"console.log(1)"
+    missing = client.get("/assets/main-old.js")
+    assert missing.status_code == 404
+    assert missing.get_json()["error"]["code"] == "not_found"
