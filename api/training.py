@@ -22,20 +22,13 @@ import time
 from pathlib import Path
 
 from models import utcnow
+from train_evaluate_model import PHASES, STAGES
 
 logger = logging.getLogger(__name__)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 DEFAULT_TRAINER = "train_evaluate_model:train"
-PHASES = ("evaluation: ", "final: ")
-STAGES = (
-    "baseline",
-    "rating_neighbours",
-    "ranking_neighbours",
-    "content_neighbours",
-    "evaluate",
-)
 IDLE = {
     "state": "idle",
     "progress": None,
