@@ -26,7 +26,8 @@ $(STAMPS)/.stamp-venv: requirements.txt requirements-dev.txt
 	@mkdir -p $(STAMPS) && touch $@
 
 # Import once; `make init` forces a rerun (idempotent: rows are updated in place).
-$(STAMPS)/.stamp-import: $(STAMPS)/.stamp-venv
+# Re-imported (idempotently) when the import or the schema changes.
+$(STAMPS)/.stamp-import: $(STAMPS)/.stamp-venv init_dataset.py models.py
 	$(PY) init_dataset.py
 	@touch $@
 

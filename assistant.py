@@ -16,7 +16,6 @@ import threading
 import time
 import unicodedata
 from dataclasses import dataclass, field
-from datetime import date
 
 import httpx2
 import openai
@@ -348,14 +347,14 @@ class Mentions:
 
 
 def catalogue_rows():
-    """Return (id, title, director, actors, release_date) of every film."""
+    """Return (id, title, director, actors, year) of every film."""
     return db.session.execute(
         select(
             Movie.id,
             Movie.title,
             Movie.director,
             Movie.actors,
-            Movie.release_date,
+            Movie.year,
         ).order_by(Movie.id)
     ).all()
 
@@ -393,8 +392,8 @@ class CatalogueIndex:
         self.film_count = {}  # display name -> films directed or acted in
         self.max_key_length = 1
         surnames = {}
-        for movie_id, title, director, actors, release_date in rows:
-            self.years[movie_id] = release_date.year if release_date else None
+        for movie_id, title, director, actors, year in rows:
+            self.years[movie_id] = year
             for key in title_keys(title):
                 self.titles.setdefault(key, []).append(movie_id)
             for table, names in (
@@ -664,8 +663,8 @@ def best_movies(index, genres=(), year_range=None, people=(), exclude=(), n=10):
     if year_range:
         start, end = year_range
         query = query.where(
-            Movie.release_date >= date(start, 1, 1),
-            Movie.release_date <= date(end, 12, 31),
+            Movie.year >= start,
+            Movie.year <= end,
         )
     if people:
         # A LIKE finds the candidates; the exact name check below drops "Tom Hanks"

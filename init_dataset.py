@@ -33,13 +33,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, inspect, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 from tqdm import tqdm
 from werkzeug.security import generate_password_hash
 
 from config import DATA_DIR, ML100K_MD5, load_settings
-from models import Admin, Client, Movie, Rating, db, make_engine, utcnow
+from models import Admin, Client, Movie, Rating, db, film_year, make_engine, utcnow
 
 logger = logging.getLogger("init_dataset")
 
@@ -240,7 +240,10 @@ def parse_dataset(files, details_path=None):
                 "id": movie_id,
                 "title": parts[1].strip(),
                 "tags": ",".join(names),
-                "release_date": parse_release_date(parts[2].strip(), where),
+                "release_date": (
+                    released := parse_release_date(parts[2].strip(), where)
+                ),
+                "year": film_year(parts[1].strip(), released),
                 "imdb_url": parts[4].strip() or None,
             }
         )
@@ -381,7 +384,7 @@ def write_dataset(conn, dataset, progress=True):
         if extra:
             row.update(extra)
         movie_rows.append(row)
-    movie_columns = ["title", "tags", "release_date", "imdb_url", "updated_at"]
+    movie_columns = ["title", "tags", "release_date", "year", "imdb_url", "updated_at"]
     with_details = [row for row in movie_rows if row["id"] in dataset.details]
     plain = [row for row in movie_rows if row["id"] not in dataset.details]
     detail_columns = ["imdb_id", "director", "actors", "summary", "poster_url"]
@@ -501,6 +504,28 @@ def ensure_admin(conn, username, password):
     return generated
 
 
+def upgrade_schema(engine):
+    """Add the nullable columns and indexes newer models have to an older database."""
+    inspector = inspect(engine)
+    quote = engine.dialect.identifier_preparer.quote
+    with engine.begin() as conn:
+        for table in db.metadata.sorted_tables:
+            present = {column["name"] for column in inspector.get_columns(table.name)}
+            for column in table.columns:
+                if column.name in present or not column.nullable:
+                    continue
+                column_type = column.type.compile(dialect=engine.dialect)
+                conn.execute(
+                    text(
+                        f"ALTER TABLE {quote(table.name)} "
+                        f"ADD COLUMN {quote(column.name)} {column_type}"
+                    )
+                )
+                logger.info("added column %s.%s", table.name, column.name)
+            for index in table.indexes:
+                index.create(conn, checkfirst=True)
+
+
 def import_dataset(
     database_url,
     source,
@@ -533,6 +558,7 @@ def import_dataset(
         if reset:
             db.metadata.drop_all(engine)
         db.metadata.create_all(engine)
+        upgrade_schema(engine)
         with engine.begin() as conn:
             counts = write_dataset(conn, dataset, progress=progress)
             generated = ensure_admin(conn, admin_username, admin_password)

@@ -4,6 +4,7 @@
 the app use :func:`make_engine` with the same table metadata.
 """
 
+import re
 from datetime import UTC, date, datetime
 
 from flask_sqlalchemy import SQLAlchemy
@@ -77,12 +78,19 @@ def make_engine(database_url, **options):
     return create_engine(database_url, **merged)
 
 
+def _default_year(context):
+    """Derive a new film's year from its title (or date) when none is given."""
+    parameters = context.get_current_parameters()
+    return film_year(parameters.get("title"), parameters.get("release_date"))
+
+
 class Movie(db.Model):
     __tablename__ = "movie"
     __table_args__ = (
         Index("ix_movie_click_count", "click_count"),
         Index("ix_movie_score", "score"),
         Index("ix_movie_release_date", "release_date"),
+        Index("ix_movie_year", "year"),
         Index("ix_movie_title", "title"),
         MYSQL_TABLE_ARGS,
     )
@@ -99,6 +107,9 @@ class Movie(db.Model):
     rating_count: Mapped[int] = mapped_column(Integer, default=0)
     click_count: Mapped[int] = mapped_column(Integer, default=0)
     release_date: Mapped[date | None] = mapped_column(Date)
+    # The film's year, from its title "(1995)": MovieLens release dates are often a
+    # later re-release (Fargo: 1997-02-14), so the date cannot give it.
+    year: Mapped[int | None] = mapped_column(SmallInteger, default=_default_year)
     imdb_id: Mapped[str | None] = mapped_column(String(16))
     imdb_url: Mapped[str | None] = mapped_column(String(512))
     poster_url: Mapped[str | None] = mapped_column(String(512))
@@ -118,13 +129,20 @@ class Movie(db.Model):
     def tag_list(self):
         return [tag for tag in (self.tags or "").split(",") if tag]
 
-    @property
-    def year(self):
-        return self.release_date.year if self.release_date else None
-
     def to_dict(self):
         """Return the film as the JSON the front end uses."""
         return movie_json(self)
+
+
+TITLE_YEAR = re.compile(r"\((\d{4})\)\s*$")
+
+
+def film_year(title, release_date=None):
+    """Return the year a title names ("Fargo (1996)"), else the release date's."""
+    match = TITLE_YEAR.search(title or "")
+    if match:
+        return int(match.group(1))
+    return release_date.year if release_date else None
 
 
 def movie_json(movie):
@@ -145,7 +163,7 @@ def movie_json(movie):
         "rating_count": movie.rating_count or 0,
         "click_count": movie.click_count or 0,
         "release_date": iso(release_date),
-        "year": release_date.year if release_date else None,
+        "year": movie.year,
         "imdb_id": movie.imdb_id,
         "imdb_url": movie.imdb_url,
         "poster_url": movie.poster_url,

@@ -34,7 +34,7 @@ from api.schemas import (
 )
 from api.security import require_admin
 from api.training import DEFAULT_TRAINER, TrainingBusy, TrainingManager
-from models import Client, Footprint, Movie, Rating, db, iso, utcnow
+from models import Client, Footprint, Movie, Rating, db, film_year, iso, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -223,6 +223,7 @@ def _apply_movie_fields(movie, data):
         elif isinstance(value, str):
             value = value.strip()
         setattr(movie, key, value)
+    movie.year = film_year(movie.title, movie.release_date)
 
 
 @bp.route("/movies", methods=["POST"])

@@ -6,7 +6,6 @@ popularity (:mod:`api.catalogue`). Film cards are loaded in one query per respon
 """
 
 import logging
-from datetime import date
 
 from flask import current_app, jsonify, request
 from flask_smorest import Blueprint
@@ -319,9 +318,9 @@ def list_movies(args):
         padded = literal(",") + Movie.tags + literal(",")
         query = query.where(padded.contains(f",{tag},", autoescape=True))
     if args.get("year_from") is not None:
-        query = query.where(Movie.release_date >= date(args["year_from"], 1, 1))
+        query = query.where(Movie.year >= args["year_from"])
     if args.get("year_to") is not None:
-        query = query.where(Movie.release_date <= date(args["year_to"], 12, 31))
+        query = query.where(Movie.year <= args["year_to"])
     query = query.order_by(*_ordering(args["sort"]))
 
     page = db.paginate(
@@ -346,7 +345,12 @@ def _ordering(sort):
     if sort == "score":
         terms = (Movie.score.is_(None), Movie.score.desc(), Movie.rating_count.desc())
     elif sort == "newest":
-        terms = (Movie.release_date.is_(None), Movie.release_date.desc())
+        terms = (
+            Movie.year.is_(None),
+            Movie.year.desc(),
+            Movie.release_date.is_(None),
+            Movie.release_date.desc(),
+        )
     elif sort == "title":
         terms = (Movie.title.asc(),)
     else:

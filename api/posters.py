@@ -104,13 +104,13 @@ def placeholder_svg(movie_id, title, year=None, tag=None):
 
 def _placeholder_response(movie_id):
     row = db.session.execute(
-        select(Movie.title, Movie.release_date, Movie.tags).where(Movie.id == movie_id)
+        select(Movie.title, Movie.year, Movie.tags).where(Movie.id == movie_id)
     ).first()
     if row is None:
         raise ApiError(404, "movie_not_found", "电影不存在")
 
     tags = [tag for tag in (row.tags or "").split(",") if tag]
-    year = row.release_date.year if row.release_date else None
+    year = row.year
     body = placeholder_svg(movie_id, row.title, year, tags[0] if tags else None)
     data = body.encode("utf-8")
     response = current_app.response_class(
