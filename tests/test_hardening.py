@@ -76,3 +76,33 @@ def test_front_end_routes_fall_back_but_missing_assets_are_404(db_url, tmp_path)
     missing = client.get("/assets/main-old.js")
     assert missing.status_code == 404
     assert missing.get_json()["error"]["code"] == "not_found"
+
+
+def test_year_comes_from_the_title_not_the_rerelease_date(ml_client):
+    fargo = ml_client.get("/api/movies/detail/100").get_json()
+    assert fargo["title"] == "Fargo (1996)"
+    assert fargo["release_date"] == "1997-02-14"
+    assert fargo["year"] == 1996
+
+    found = ml_client.get("/api/movies?q=jedi&year_from=1983&year_to=1983").get_json()
+    assert [item["title"] for item in found["items"]] == ["Return of the Jedi (1983)"]
+
+
+def test_upgrade_adds_the_year_column_to_an_older_database(tmp_path):
+    from sqlalchemy import create_engine, inspect, text
+
+    from init_dataset import upgrade_schema
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = create_engine(url)
+    db.metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(text("DROP INDEX ix_movie_year"))
+        conn.execute(text("ALTER TABLE movie DROP COLUMN year"))
+    upgrade_schema(engine)
+    inspector = inspect(engine)
+    assert "year" in {column["name"] for column in inspector.get_columns("movie")}
+    assert "ix_movie_year" in {
+        index["name"] for index in inspector.get_indexes("movie")
+    }
+    engine.dispose()
