@@ -21,7 +21,7 @@ import httpx2
 import openai
 from sqlalchemy import case, func, literal, or_, select
 
-from models import Footprint, Movie, Rating, db
+from models import Footprint, Movie, Rating, damped_score, db
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,6 @@ MAX_HISTORY_TURNS = 10
 MAX_CARDS = 8
 # Bayesian damping: a film's mean is pulled towards the catalogue mean as if it had
 # this many extra ratings at that mean, so 5 stars from 2 people do not win.
-DAMPING_RATINGS = 15
 RETRY_DELAY = 0.5
 MAX_RETRY_DELAY = 2.0
 # Below this share of the deadline a retry cannot finish, so it is not attempted.
@@ -632,14 +631,6 @@ class Assistant:
 
 
 # --- catalogue queries ------------------------------------------------------------
-
-
-def damped_score(mean_score):
-    """SQL expression: the mean rating shrunk towards the catalogue mean."""
-    return (
-        func.coalesce(Movie.score, 0) * Movie.rating_count
-        + DAMPING_RATINGS * mean_score
-    ) / (Movie.rating_count + DAMPING_RATINGS)
 
 
 def has_tag(tag):

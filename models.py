@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    func,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -132,6 +133,19 @@ class Movie(db.Model):
     def to_dict(self):
         """Return the film as the JSON the front end uses."""
         return movie_json(self)
+
+
+# A film's mean rating is shrunk towards the catalogue mean as if it had this many
+# more ratings at that mean, so that two 5-star votes do not top the chart.
+DAMPING_RATINGS = 15
+
+
+def damped_score(mean_score):
+    """SQL expression: the film's mean rating shrunk towards ``mean_score``."""
+    return (
+        func.coalesce(Movie.score, 0) * Movie.rating_count
+        + DAMPING_RATINGS * mean_score
+    ) / (Movie.rating_count + DAMPING_RATINGS)
 
 
 TITLE_YEAR = re.compile(r"\((\d{4})\)\s*$")

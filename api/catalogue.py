@@ -240,6 +240,7 @@ class Catalogue:
             "popular": [entry.movie_id for entry in popular[:POPULAR_POOL_SIZE]],
             "tag_counts": Counter(tag for e in entries.values() for tag in e.tags),
             "cards": {row.id: movie_json(row) for row in rows} if prefill else {},
+            "mean_score": _mean_score(entries.values()),
         }
         logger.debug(
             "catalogue index loaded: %d films in %.1f ms",
@@ -247,6 +248,10 @@ class Catalogue:
             (time.perf_counter() - started) * 1000,
         )
         return state
+
+    def mean_score(self):
+        """Return the mean of all ratings (the prior of damped scores)."""
+        return self._current()["mean_score"]
 
     def entries(self):
         return self._current()["entries"]
@@ -357,6 +362,13 @@ class Catalogue:
         picks += [(i, "random") for i in randoms[: n - n_popular]]
         rng.shuffle(picks)
         return picks + [(i, "random") for i in randoms[n - n_popular :]]
+
+
+def _mean_score(entries):
+    """Return the mean of all ratings, from each film's mean and count."""
+    total = sum(e.score * e.rating_count for e in entries if e.score is not None)
+    count = sum(e.rating_count for e in entries if e.score is not None)
+    return total / count if count else 3.0
 
 
 def get_catalogue():

@@ -27,7 +27,7 @@ from api.schemas import (
     TagCountSchema,
 )
 from api.security import current_client, login_required, require_client
-from models import Footprint, Movie, Rating, db, iso, movie_json, utcnow
+from models import Footprint, Movie, Rating, damped_score, db, iso, movie_json, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -343,7 +343,9 @@ def list_movies(args):
 def _ordering(sort):
     """Return ORDER BY terms; the id last makes pages stable."""
     if sort == "score":
-        terms = (Movie.score.is_(None), Movie.score.desc(), Movie.rating_count.desc())
+        # Damped, so that a film with two 5-star votes does not top the list.
+        damped = damped_score(get_catalogue().mean_score())
+        terms = (Movie.score.is_(None), damped.desc(), Movie.rating_count.desc())
     elif sort == "newest":
         terms = (
             Movie.year.is_(None),

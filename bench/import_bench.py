@@ -56,9 +56,8 @@ def main(argv=None):
                 run_once(url, args.source, args.details, False)
                 for _ in range(args.repeat)
             ]
-            print(
-                f"{name:8} {statistics.median(fresh):17.2f} {statistics.median(rerun):10.2f}"
-            )
+            fresh_s, rerun_s = statistics.median(fresh), statistics.median(rerun)
+            print(f"{name:8} {fresh_s:17.2f} {rerun_s:10.2f}")
     return 0
 
 
