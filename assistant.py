@@ -21,7 +21,7 @@ import httpx2
 import openai
 from sqlalchemy import case, func, literal, or_, select
 
-from models import Footprint, Movie, Rating, damped_score, db
+from models import Footprint, Movie, Rating, damped_score, db, genre_name
 
 logger = logging.getLogger(__name__)
 
@@ -70,26 +70,6 @@ GENRES = (
     "War",
     "Western",
 )
-GENRE_ZH = {
-    "Action": "动作",
-    "Adventure": "冒险",
-    "Animation": "动画",
-    "Children's": "儿童",
-    "Comedy": "喜剧",
-    "Crime": "犯罪",
-    "Documentary": "纪录片",
-    "Drama": "剧情",
-    "Fantasy": "奇幻",
-    "Film-Noir": "黑色电影",
-    "Horror": "恐怖",
-    "Musical": "歌舞",
-    "Mystery": "悬疑",
-    "Romance": "爱情",
-    "Sci-Fi": "科幻",
-    "Thriller": "惊悚",
-    "War": "战争",
-    "Western": "西部",
-}
 # English genre words, as normalized token tuples.
 GENRE_WORDS = {
     ("action",): "Action",
@@ -843,7 +823,7 @@ def describe_filters(mentions):
     if people:
         parts.append("、".join(people) + " 的")
     if mentions.genres:
-        parts.append("、".join(GENRE_ZH.get(g, g) for g in mentions.genres) + "片")
+        parts.append("、".join(genre_name(g) for g in mentions.genres) + "片")
     else:
         parts.append("影片")
     return "".join(parts)
@@ -958,7 +938,7 @@ def reply_cards(index, grounding, reply):
 
 def short_line(position, movie, reason=None):
     year = f"({movie.year})" if movie.year else ""
-    genres = "、".join(GENRE_ZH.get(tag, tag) for tag in movie.tag_list)
+    genres = "、".join(genre_name(tag) for tag in movie.tag_list)
     score = (
         f",评分 {movie.score:.1f}({movie.rating_count} 人评分)"
         if movie.score is not None

@@ -135,6 +135,34 @@ class Movie(db.Model):
         return movie_json(self)
 
 
+GENRE_NAMES = {
+    "unknown": "未知类型",
+    "Action": "动作",
+    "Adventure": "冒险",
+    "Animation": "动画",
+    "Children's": "儿童",
+    "Comedy": "喜剧",
+    "Crime": "犯罪",
+    "Documentary": "纪录片",
+    "Drama": "剧情",
+    "Fantasy": "奇幻",
+    "Film-Noir": "黑色电影",
+    "Horror": "恐怖",
+    "Musical": "歌舞",
+    "Mystery": "悬疑",
+    "Romance": "爱情",
+    "Sci-Fi": "科幻",
+    "Thriller": "惊悚",
+    "War": "战争",
+    "Western": "西部",
+}
+
+
+def genre_name(tag):
+    """Return the Chinese name of a MovieLens genre (other tags unchanged)."""
+    return GENRE_NAMES.get(tag, tag)
+
+
 # A film's mean rating is shrunk towards the catalogue mean as if it had this many
 # more ratings at that mean, so that two 5-star votes do not top the chart.
 DAMPING_RATINGS = 15

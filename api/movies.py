@@ -12,7 +12,7 @@ from flask_smorest import Blueprint
 from sqlalchemy import and_, delete, desc, func, insert, literal, or_, select, update
 
 from api import ApiError
-from api.catalogue import genre_name, get_catalogue
+from api.catalogue import get_catalogue
 from api.schemas import (
     DeletedSchema,
     HistoryPageSchema,
@@ -27,7 +27,17 @@ from api.schemas import (
     TagCountSchema,
 )
 from api.security import current_client, login_required, require_client
-from models import Footprint, Movie, Rating, damped_score, db, iso, movie_json, utcnow
+from models import (
+    Footprint,
+    Movie,
+    Rating,
+    damped_score,
+    db,
+    genre_name,
+    iso,
+    movie_json,
+    utcnow,
+)
 
 logger = logging.getLogger(__name__)
 
