@@ -652,6 +652,10 @@ def main(argv=None):
         parser.print_usage(sys.stderr)
         print("error: --k must be at least 1", file=sys.stderr)
         return 2
+    if args.seed < 0:
+        parser.print_usage(sys.stderr)
+        print("error: --seed must be a non-negative integer", file=sys.stderr)
+        return 2
     from config import ConfigError, load_settings
 
     try:

@@ -205,6 +205,7 @@ def test_main_reads_a_ratings_file(tmp_path):
     "argv",
     [
         ["--k", "0"],
+        ["--seed", "-1"],
         ["--folds", "ml1m", str(ML100K_DIR)],
         ["--folds", "ml100k", "/nope"],
     ],
