@@ -134,6 +134,9 @@ def load_settings(environ=None, *, load_dotenv_file=True):
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": _bool(env.get("SESSION_COOKIE_SECURE"), False),
+        # Re-signing the cookie on every answer costs each request; sessions last
+        # from login, not from the last request.
+        "SESSION_REFRESH_EACH_REQUEST": False,
         "MAX_CONTENT_LENGTH": 64 * 1024,
         "ADMIN_USERNAME": env.get("ADMIN_USERNAME") or "root",
         "ADMIN_PASSWORD": env.get("ADMIN_PASSWORD") or None,

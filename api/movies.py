@@ -9,7 +9,18 @@ import logging
 
 from flask import current_app, jsonify, request
 from flask_smorest import Blueprint
-from sqlalchemy import and_, delete, desc, func, insert, literal, or_, select, update
+from sqlalchemy import (
+    and_,
+    bindparam,
+    delete,
+    desc,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 
 from api import ApiError
 from api.catalogue import get_catalogue
@@ -151,28 +162,49 @@ def _personal_picks(ratings, views, n):
     return picks
 
 
+# Built once: constructing a statement costs more than running it on SQLite.
+HISTORY_TOKEN = select(
+    func.count(),
+    func.sum(Rating.rating),
+    func.sum(Rating.movie_id * Rating.rating),
+    func.max(Rating.rated_at),
+    select(func.max(Footprint.id))
+    .where(Footprint.client_id == bindparam("client_id"))
+    .scalar_subquery(),
+).where(Rating.client_id == bindparam("client_id"))
+COUNT_VIEW = (
+    update(Movie)
+    .where(Movie.id == bindparam("movie_id"))
+    # Keeping updated_at as it is: it marks edits to the film, not views.
+    .values(click_count=Movie.click_count + 1, updated_at=Movie.updated_at)
+    .execution_options(synchronize_session=False)
+)
+ADD_FOOTPRINT = insert(Footprint.__table__).values(
+    client_id=bindparam("client_id"),
+    movie_id=bindparam("movie_id"),
+    viewed_at=bindparam("viewed_at"),
+)
+FILM_ROW = select(Movie.__table__).where(Movie.__table__.c.id == bindparam("movie_id"))
+FILM_ROW_FOR_CLIENT = (
+    select(Movie.__table__, Rating.rating.label("my_rating"))
+    .outerjoin(
+        Rating,
+        and_(
+            Rating.movie_id == Movie.__table__.c.id,
+            Rating.client_id == bindparam("client_id"),
+        ),
+    )
+    .where(Movie.__table__.c.id == bindparam("movie_id"))
+)
+
+
 def _history_token(client_id):
     """Return a fingerprint of the client's ratings and views, in one statement.
 
     It changes with every new, changed or removed rating and every new view, so a
     cached home page is reused only while the history it was made from still holds.
     """
-    last_view = (
-        select(func.max(Footprint.id))
-        .where(Footprint.client_id == client_id)
-        .scalar_subquery()
-    )
-    return tuple(
-        db.session.execute(
-            select(
-                func.count(),
-                func.sum(Rating.rating),
-                func.sum(Rating.movie_id * Rating.rating),
-                func.max(Rating.rated_at),
-                last_view,
-            ).where(Rating.client_id == client_id)
-        ).one()
-    )
+    return tuple(db.session.execute(HISTORY_TOKEN, {"client_id": client_id}).one())
 
 
 def _personal_cache():
@@ -251,21 +283,14 @@ def _count_view(movie_id, client_id):
     Written first and committed at once: on SQLite the write lock is held only for
     the two small writes, and the read that follows sees this view counted.
     """
-    counted = db.session.execute(
-        update(Movie)
-        .where(Movie.id == movie_id)
-        # Keeping updated_at as it is: it marks edits to the film, not views.
-        .values(click_count=Movie.click_count + 1, updated_at=Movie.updated_at)
-        .execution_options(synchronize_session=False)
-    )
+    counted = db.session.execute(COUNT_VIEW, {"movie_id": movie_id})
     if counted.rowcount == 0:
         db.session.rollback()
         raise movie_not_found()
     if client_id is not None:
         db.session.execute(
-            insert(Footprint.__table__).values(
-                client_id=client_id, movie_id=movie_id, viewed_at=utcnow()
-            )
+            ADD_FOOTPRINT,
+            {"client_id": client_id, "movie_id": movie_id, "viewed_at": utcnow()},
         )
     db.session.commit()
 
@@ -283,20 +308,11 @@ def movie_detail(movie_id):
         _count_view(movie_id, client_id)
 
     # Plain rows, not ORM objects: this is the hottest route of the site.
-    film = Movie.__table__
     if client_id is not None:
-        row = db.session.execute(
-            select(film, Rating.rating.label("my_rating"))
-            .outerjoin(
-                Rating,
-                and_(Rating.movie_id == film.c.id, Rating.client_id == client_id),
-            )
-            .where(film.c.id == movie_id)
-        ).one_or_none()
+        parameters = {"movie_id": movie_id, "client_id": client_id}
+        row = db.session.execute(FILM_ROW_FOR_CLIENT, parameters).one_or_none()
     else:
-        row = db.session.execute(
-            select(film).where(film.c.id == movie_id)
-        ).one_or_none()
+        row = db.session.execute(FILM_ROW, {"movie_id": movie_id}).one_or_none()
     if row is None:  # deleted by an admin between the two statements
         raise movie_not_found()
     body = movie_json(row)
