@@ -306,6 +306,9 @@ class Footprint(db.Model):
     __tablename__ = "footprint"
     __table_args__ = (
         Index("ix_footprint_client_viewed", "client_id", "viewed_at"),
+        # The latest view of a client (the home page's history fingerprint) is one
+        # index probe, however many views the client has.
+        Index("ix_footprint_client_id", "client_id", "id"),
         Index("ix_footprint_movie", "movie_id"),
         MYSQL_TABLE_ARGS,
     )
