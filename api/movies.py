@@ -37,7 +37,7 @@ from api.schemas import (
     RatingResultSchema,
     TagCountSchema,
 )
-from api.security import current_client, login_required, require_client
+from api.security import current_client_id, login_required, require_client
 from models import (
     Footprint,
     Movie,
@@ -215,22 +215,22 @@ def _personal_cache():
 @bp.alt_response(200, schema=HomeSchema, success=True)
 def home():
     """Twelve films: personal for clients with a history, a varied mix otherwise."""
-    client = current_client()
-    if client is None:
+    client_id = current_client_id()
+    if client_id is None:
         return jsonify(
             {"recs": cards_with_reasons(_visitor_picks(HOME_SIZE), HOME_SIZE)}
         )
 
     # Recommending costs more than the rest of the page: reuse this process's last
     # answer for the client while their history and the model are unchanged.
-    key = (_history_token(client.id), id(_pack()), current_app.config["RECOMMENDER"])
+    key = (_history_token(client_id), id(_pack()), current_app.config["RECOMMENDER"])
     cache = _personal_cache()
-    cached = cache.get(client.id)
+    cached = cache.get(client_id)
     if cached is not None and cached[0] == key:
         picks = cached[1]
     else:
         picks, rated = [], set()
-        ratings, views = _client_history(client.id)
+        ratings, views = _client_history(client_id)
         rated = {movie_id for movie_id, _, _ in ratings}
         if ratings or views:
             picks = _personal_picks(ratings, views, HOME_SIZE)
@@ -239,7 +239,7 @@ def home():
             picks += _visitor_picks(HOME_SIZE - len(picks), exclude=taken)
         if len(cache) >= PERSONAL_CACHE_SIZE:
             cache.clear()
-        cache[client.id] = (key, picks)
+        cache[client_id] = (key, picks)
     return jsonify({"recs": cards_with_reasons(picks, HOME_SIZE)})
 
 
@@ -299,9 +299,7 @@ def _count_view(movie_id, client_id):
 @bp.alt_response(200, schema=MovieDetailSchema, success=True)
 def movie_detail(movie_id):
     """Return a film with related films; count the click and the client's view."""
-    client = current_client()
-    # Read now: committing the view expires ORM objects; a reload costs a query.
-    client_id = client.id if client is not None else None
+    client_id = current_client_id()
 
     # HEAD (link prefetchers, monitors) shows the page without counting a view.
     if request.method != "HEAD":

@@ -2,7 +2,7 @@
 
 import pytest
 from conftest import make_app
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from models import Movie, db
 
@@ -113,3 +113,24 @@ def test_best_scored_list_damps_films_with_few_ratings(ml_client):
     # Raw means would open with films rated 5.0 by one to three viewers.
     assert all(item["rating_count"] >= 50 for item in top)
     assert "Schindler's List (1993)" in [item["title"] for item in top[:3]]
+
+
+def test_film_page_ignores_a_disabled_clients_session(ml_app, ml_client, auth):
+    user = auth.register_and_login(ml_client)
+    ml_client.get("/api/movies/detail/3")
+    with ml_app.app_context():
+        from models import Client, Footprint
+
+        db.session.get(Client, user["id"]).is_active = False
+        db.session.commit()
+        before = db.session.scalar(
+            select(func.count()).where(Footprint.client_id == user["id"])
+        )
+    body = ml_client.get("/api/movies/detail/4").get_json()
+    with ml_app.app_context():
+        after = db.session.scalar(
+            select(func.count()).where(Footprint.client_id == user["id"])
+        )
+    assert before == 1 and after == 1  # treated as a visitor: no footprint
+    assert body["my_rating"] is None
+    assert ml_client.get("/api/me/history").status_code == 403
