@@ -33,13 +33,23 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from sqlalchemy import func, inspect, select, text, update
+from sqlalchemy import inspect, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 from tqdm import tqdm
 from werkzeug.security import generate_password_hash
 
 from config import DATA_DIR, ML100K_MD5, load_settings
-from models import Admin, Client, Movie, Rating, db, film_year, make_engine, utcnow
+from models import (
+    Admin,
+    Client,
+    Movie,
+    Rating,
+    db,
+    film_year,
+    make_engine,
+    rescore_movies,
+    utcnow,
+)
 
 logger = logging.getLogger("init_dataset")
 
@@ -465,19 +475,7 @@ def write_dataset(conn, dataset, progress=True):
 
 def refresh_movie_scores(conn):
     """Recompute every film's score and rating_count from the rating table in SQL."""
-    count = (
-        select(func.count())
-        .where(Rating.movie_id == Movie.id)
-        .correlate(Movie)
-        .scalar_subquery()
-    )
-    mean = (
-        select(func.avg(Rating.rating))
-        .where(Rating.movie_id == Movie.id)
-        .correlate(Movie)
-        .scalar_subquery()
-    )
-    conn.execute(update(Movie).values(rating_count=count, score=mean))
+    conn.execute(rescore_movies())
 
 
 def ensure_admin(conn, username, password):

@@ -23,6 +23,8 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    select,
+    update,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -174,6 +176,31 @@ def damped_score(mean_score):
         func.coalesce(Movie.score, 0) * Movie.rating_count
         + DAMPING_RATINGS * mean_score
     ) / (Movie.rating_count + DAMPING_RATINGS)
+
+
+def rescore_movies(movie_ids=None):
+    """UPDATE statement: films' score and rating_count recomputed from the ratings.
+
+    All films, or only ``movie_ids``. updated_at stays: it marks edits, not votes.
+    """
+    count = (
+        select(func.count())
+        .where(Rating.movie_id == Movie.id)
+        .correlate(Movie)
+        .scalar_subquery()
+    )
+    mean = (
+        select(func.avg(Rating.rating))
+        .where(Rating.movie_id == Movie.id)
+        .correlate(Movie)
+        .scalar_subquery()
+    )
+    statement = update(Movie).values(
+        rating_count=count, score=mean, updated_at=Movie.updated_at
+    )
+    if movie_ids is not None:
+        statement = statement.where(Movie.id.in_(list(movie_ids)))
+    return statement.execution_options(synchronize_session=False)
 
 
 TITLE_YEAR = re.compile(r"\((\d{4})\)\s*$")

@@ -47,6 +47,7 @@ from models import (
     genre_name,
     iso,
     movie_json,
+    rescore_movies,
     utcnow,
 )
 
@@ -407,23 +408,7 @@ def refresh_movie_rating(movie_ids):
     ids = list(movie_ids)
     if not ids:
         return
-    count = (
-        select(func.count())
-        .select_from(Rating)
-        .where(Rating.movie_id == Movie.id)
-        .scalar_subquery()
-    )
-    average = select(func.avg(Rating.rating)).where(Rating.movie_id == Movie.id)
-    db.session.execute(
-        update(Movie)
-        .where(Movie.id.in_(ids))
-        .values(
-            rating_count=count,
-            score=average.scalar_subquery(),
-            updated_at=Movie.updated_at,
-        )
-        .execution_options(synchronize_session=False)
-    )
+    db.session.execute(rescore_movies(ids))
     # This process shows the new score in lists at once; others after their TTL.
     get_catalogue().forget(ids)
 
