@@ -74,8 +74,10 @@ def development_secret_key(instance_dir=INSTANCE_DIR):
 def engine_options(database_url):
     """Return SQLAlchemy engine options suited to the database behind the URL."""
     if database_url.startswith("mysql"):
-        # Servers drop idle connections (wait_timeout); ping and recycle before then.
-        return {"pool_pre_ping": True, "pool_recycle": 280, "pool_size": 10}
+        # Servers drop idle connections (wait_timeout): recycle before then. The
+        # pre-ping and the reset on return are models.py's: a ping only after a
+        # second idle, a rollback only when a transaction is open.
+        return {"pool_recycle": 280, "pool_size": 10, "pool_reset_on_return": None}
     if database_url.startswith("sqlite"):
         return {"connect_args": {"timeout": 15}}
     return {"pool_pre_ping": True}

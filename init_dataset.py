@@ -639,6 +639,11 @@ def main(argv=None):
         )
         return 3
 
+    # Running servers drop their cached film cards now, not after their TTL.
+    from api.catalogue import CatalogueVersion
+
+    CatalogueVersion(settings["CACHE_URL"], settings["CATALOGUE_STAMP"]).bump()
+
     if summary["admin_password"]:
         print(
             f"admin account '{settings['ADMIN_USERNAME']}' created with password: "

@@ -37,8 +37,15 @@ from api.schemas import (
     RatingResultSchema,
     TagCountSchema,
 )
-from api.security import current_client_id, login_required, require_client
+from api.security import (
+    CLIENT_CHECK_COLUMNS,
+    accept_client,
+    claimed_client_id,
+    login_required,
+    require_client,
+)
 from models import (
+    Client,
     Footprint,
     Movie,
     Rating,
@@ -46,7 +53,7 @@ from models import (
     db,
     genre_name,
     iso,
-    movie_json,
+    movie_counts_json,
     rescore_movies,
     utcnow,
 )
@@ -76,9 +83,13 @@ def load_cards(movie_ids):
     return get_catalogue().cards(movie_ids)
 
 
-def cards_with_reasons(picks, limit):
-    """Return card dicts for [(movie_id, reason)], skipping ids that vanished."""
-    cards_by_id = load_cards(movie_id for movie_id, _ in picks)
+def cards_with_reasons(picks, limit, cards_by_id=None):
+    """Return card dicts for [(movie_id, reason)], skipping ids that vanished.
+
+    ``cards_by_id`` gives cards already loaded for these ids (else they are loaded).
+    """
+    if cards_by_id is None:
+        cards_by_id = load_cards(movie_id for movie_id, _ in picks)
     cards = []
     for movie_id, reason in picks:
         card = cards_by_id.get(movie_id)
@@ -163,49 +174,69 @@ def _personal_picks(ratings, views, n):
     return picks
 
 
-# Built once: constructing a statement costs more than running it on SQLite.
-HISTORY_TOKEN = select(
-    func.count(),
-    func.sum(Rating.rating),
-    func.sum(Rating.movie_id * Rating.rating),
-    func.max(Rating.rated_at),
-    select(func.max(Footprint.id))
-    .where(Footprint.client_id == bindparam("client_id"))
-    .scalar_subquery(),
-).where(Rating.client_id == bindparam("client_id"))
-COUNT_VIEW = (
-    update(Movie)
-    .where(Movie.id == bindparam("movie_id"))
-    # Keeping updated_at as it is: it marks edits to the film, not views.
-    .values(click_count=Movie.click_count + 1, updated_at=Movie.updated_at)
-    .execution_options(synchronize_session=False)
+# Built once: constructing a statement costs more than running it on SQLite. The hot
+# statements are Core (tables, not ORM entities) and carry the session check.
+MOVIE = Movie.__table__
+RATING = Rating.__table__
+CLIENT = Client.__table__
+FOOTPRINT = Footprint.__table__
+
+# The client's session check and a fingerprint of their history, in one statement.
+# The fingerprint changes with every new, changed or removed rating and every new
+# view, so a cached home page is reused only while its history still holds.
+HOME_CHECK = (
+    select(
+        *CLIENT_CHECK_COLUMNS,
+        func.count(RATING.c.movie_id),
+        func.sum(RATING.c.rating),
+        func.sum(RATING.c.movie_id * RATING.c.rating),
+        func.max(RATING.c.rated_at),
+        select(func.max(FOOTPRINT.c.id))
+        .where(FOOTPRINT.c.client_id == bindparam("client_id"))
+        .scalar_subquery(),
+    )
+    .select_from(CLIENT.outerjoin(RATING, RATING.c.client_id == CLIENT.c.id))
+    .where(CLIENT.c.id == bindparam("client_id"))
+    .group_by(CLIENT.c.id, CLIENT.c.password_hash, CLIENT.c.is_active)
 )
-ADD_FOOTPRINT = insert(Footprint.__table__).values(
+COUNT_VIEW = (
+    update(MOVIE)
+    .where(MOVIE.c.id == bindparam("movie_id"))
+    # Keeping updated_at as it is: it marks edits to the film, not views.
+    .values(click_count=MOVIE.c.click_count + 1, updated_at=MOVIE.c.updated_at)
+)
+ADD_FOOTPRINT = insert(FOOTPRINT).values(
     client_id=bindparam("client_id"),
     movie_id=bindparam("movie_id"),
     viewed_at=bindparam("viewed_at"),
 )
-FILM_ROW = select(Movie.__table__).where(Movie.__table__.c.id == bindparam("movie_id"))
-FILM_ROW_FOR_CLIENT = (
-    select(Movie.__table__, Rating.rating.label("my_rating"))
-    .outerjoin(
-        Rating,
-        and_(
-            Rating.movie_id == Movie.__table__.c.id,
-            Rating.client_id == bindparam("client_id"),
-        ),
+# The film page reads what changes with every rating and click from the database
+# (with the claimed client's rating and session check); the rest of the film is its
+# cached card, which film edits invalidate everywhere (api.catalogue).
+FILM_STATE_COLUMNS = (MOVIE.c.score, MOVIE.c.rating_count, MOVIE.c.click_count)
+FILM_STATE = select(*FILM_STATE_COLUMNS).where(MOVIE.c.id == bindparam("movie_id"))
+FILM_STATE_FOR_CLIENT = (
+    select(
+        *FILM_STATE_COLUMNS,
+        RATING.c.rating.label("my_rating"),
+        *CLIENT_CHECK_COLUMNS,
     )
-    .where(Movie.__table__.c.id == bindparam("movie_id"))
+    .select_from(
+        MOVIE.outerjoin(CLIENT, CLIENT.c.id == bindparam("client_id")).outerjoin(
+            RATING,
+            and_(
+                RATING.c.movie_id == MOVIE.c.id,
+                RATING.c.client_id == bindparam("client_id"),
+            ),
+        )
+    )
+    .where(MOVIE.c.id == bindparam("movie_id"))
 )
 
 
-def _history_token(client_id):
-    """Return a fingerprint of the client's ratings and views, in one statement.
-
-    It changes with every new, changed or removed rating and every new view, so a
-    cached home page is reused only while the history it was made from still holds.
-    """
-    return tuple(db.session.execute(HISTORY_TOKEN, {"client_id": client_id}).one())
+def _run(statement, parameters):
+    """Execute a Core statement on the session's connection (no ORM layer)."""
+    return db.session.connection().execute(statement, parameters)
 
 
 def _personal_cache():
@@ -216,7 +247,11 @@ def _personal_cache():
 @bp.alt_response(200, schema=HomeSchema, success=True)
 def home():
     """Twelve films: personal for clients with a history, a varied mix otherwise."""
-    client_id = current_client_id()
+    client_id, token = claimed_client_id(), None
+    if client_id is not None:
+        row = _run(HOME_CHECK, {"client_id": client_id}).one_or_none()
+        client_id = accept_client(client_id, row)
+        token = None if client_id is None else tuple(row[len(CLIENT_CHECK_COLUMNS) :])
     if client_id is None:
         return jsonify(
             {"recs": cards_with_reasons(_visitor_picks(HOME_SIZE), HOME_SIZE)}
@@ -224,7 +259,7 @@ def home():
 
     # Recommending costs more than the rest of the page: reuse this process's last
     # answer for the client while their history and the model are unchanged.
-    key = (_history_token(client_id), id(_pack()), current_app.config["RECOMMENDER"])
+    key = (token, id(_pack()), current_app.config["RECOMMENDER"])
     cache = _personal_cache()
     cached = cache.get(client_id)
     if cached is not None and cached[0] == key:
@@ -279,47 +314,54 @@ def _related_picks(movie_id, n):
 
 
 def _count_view(movie_id, client_id):
-    """Count a view of the film (and the client's footprint); 404 when unknown.
+    """Count a view of the film and the client's footprint, in one transaction.
 
-    Written first and committed at once: on SQLite the write lock is held only for
-    the two small writes, and the read that follows sees this view counted.
+    Returns False when the film is gone. It is the request's last database work:
+    the commit ends the transaction, so the connection goes back to the pool at once.
     """
-    counted = db.session.execute(COUNT_VIEW, {"movie_id": movie_id})
+    counted = _run(COUNT_VIEW, {"movie_id": movie_id})
     if counted.rowcount == 0:
         db.session.rollback()
-        raise movie_not_found()
+        return False
     if client_id is not None:
-        db.session.execute(
+        _run(
             ADD_FOOTPRINT,
             {"client_id": client_id, "movie_id": movie_id, "viewed_at": utcnow()},
         )
     db.session.commit()
+    return True
 
 
 @bp.route("/movies/detail/<int:movie_id>", methods=["GET"])
 @bp.alt_response(200, schema=MovieDetailSchema, success=True)
 def movie_detail(movie_id):
     """Return a film with related films; count the click and the client's view."""
-    client_id = current_client_id()
+    # The hottest route of the site: one read of a few columns, then the two writes.
+    # The read comes first, outside any write: SQLite takes its write lock only for
+    # the writes, and MariaDB runs one transaction per page.
+    client_id = claimed_client_id()
+    if client_id is not None:
+        parameters = {"movie_id": movie_id, "client_id": client_id}
+        row = _run(FILM_STATE_FOR_CLIENT, parameters).one_or_none()
+        client_id = accept_client(client_id, row)
+    else:
+        row = _run(FILM_STATE, {"movie_id": movie_id}).one_or_none()
+    if row is None:
+        raise movie_not_found()
+    related = _related_picks(movie_id, RELATED_SIZE)
+    cards = load_cards([movie_id, *(other for other, _ in related)])
+    body = cards.get(movie_id)
+    if body is None:  # deleted by an admin meanwhile
+        raise movie_not_found()
+    body.update(movie_counts_json(row))
+    body["my_rating"] = row.my_rating if client_id is not None else None
+    body["related"] = cards_with_reasons(related, RELATED_SIZE, cards)
 
     # HEAD (link prefetchers, monitors) shows the page without counting a view.
     if request.method != "HEAD":
-        _count_view(movie_id, client_id)
-
-    # Plain rows, not ORM objects: this is the hottest route of the site.
-    if client_id is not None:
-        parameters = {"movie_id": movie_id, "client_id": client_id}
-        row = db.session.execute(FILM_ROW_FOR_CLIENT, parameters).one_or_none()
-    else:
-        row = db.session.execute(FILM_ROW, {"movie_id": movie_id}).one_or_none()
-    if row is None:  # deleted by an admin between the two statements
-        raise movie_not_found()
-    body = movie_json(row)
-    body["my_rating"] = getattr(row, "my_rating", None)
-
-    body["related"] = cards_with_reasons(
-        _related_picks(movie_id, RELATED_SIZE), RELATED_SIZE
-    )
+        if not _count_view(movie_id, client_id):  # deleted by an admin meanwhile
+            raise movie_not_found()
+        body["click_count"] += 1
     return jsonify(body)
 
 

@@ -72,7 +72,9 @@ def test_settings_come_from_the_environment():
             "LLM_MODEL": "qwen-max",
         }
     )
-    assert settings["SQLALCHEMY_ENGINE_OPTIONS"]["pool_pre_ping"] is True
+    # Ping and reset are models.py's pool events (only when needed), not the pool's.
+    assert "pool_pre_ping" not in settings["SQLALCHEMY_ENGINE_OPTIONS"]
+    assert settings["SQLALCHEMY_ENGINE_OPTIONS"]["pool_reset_on_return"] is None
     assert settings["SQLALCHEMY_ENGINE_OPTIONS"]["pool_recycle"] > 0
     assert settings["CORS_ORIGINS"] == ["https://a.example", "https://b.example"]
     assert settings["PORT"] == 8080

@@ -134,3 +134,41 @@ def test_film_page_ignores_a_disabled_clients_session(ml_app, ml_client, auth):
     assert before == 1 and after == 1  # treated as a visitor: no footprint
     assert body["my_rating"] is None
     assert ml_client.get("/api/me/history").status_code == 403
+
+
+@pytest.mark.parametrize("change", ["password", "deleted"])
+def test_stale_client_session_is_a_visitor_on_home_and_film_pages(
+    ml_app, ml_client, auth, change
+):
+    """Home and film pages check the session inside their own statement."""
+    user = auth.register_and_login(ml_client)
+    assert ml_client.put("/api/movies/4/rating", json={"rating": 5}).status_code == 201
+    assert ml_client.get("/api/movies/detail/4").get_json()["my_rating"] == 5
+    if change == "deleted":
+        admin = ml_app.test_client()
+        auth.login_admin(admin)
+        assert admin.delete(f"/api/admin/clients/{user['id']}").status_code == 200
+    with ml_app.app_context():
+        from models import Client, Footprint
+
+        if change == "password":
+            # Changed elsewhere (another device, an admin reset): a new hash.
+            db.session.get(Client, user["id"]).password_hash = "scrypt:other"
+            db.session.commit()
+        footprints = db.session.scalar(
+            select(func.count()).where(Footprint.client_id == user["id"])
+        )
+    ml_app.extensions.get("personal_home_cache", {}).clear()
+
+    body = ml_client.get("/api/movies/detail/4").get_json()
+    home = ml_client.get("/api/movies/home")
+
+    assert body["my_rating"] is None
+    assert home.status_code == 200 and len(home.get_json()["recs"]) == 12
+    # No personal page was made for the stale session, and no view was recorded.
+    assert user["id"] not in ml_app.extensions.get("personal_home_cache", {})
+    with ml_app.app_context():
+        assert footprints == db.session.scalar(
+            select(func.count()).where(Footprint.client_id == user["id"])
+        )
+    assert ml_client.get("/api/me/history").status_code in (401, 403)

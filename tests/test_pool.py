@@ -1,0 +1,126 @@
+"""MariaDB connection pool: ping only idle connections, roll back only open work.
+
+Each ping or rollback skipped is a round trip saved on a request (models.py); these
+tests show that skipping them loses neither liveness nor isolation.
+"""
+
+import pymysql
+import pytest
+from api_data import seed
+from conftest import make_app, mysql_url, require_mysql
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+import models
+from models import db
+
+
+@pytest.fixture
+def pool_app(tmp_path):
+    url = mysql_url("_pool")
+    require_mysql(url)
+    app = make_app(url, MODEL_PATH=str(tmp_path / "model.joblib"))
+    with app.app_context():
+        db.drop_all()
+        db.create_all()
+    seed(app)
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.drop_all()
+        db.engine.dispose()
+
+
+def direct_connection(app):
+    url = make_url(app.config["SQLALCHEMY_DATABASE_URI"])
+    return pymysql.connect(
+        host=url.host,
+        port=url.port or 3306,
+        user=url.username,
+        password=url.password or "",
+        database=url.database,
+        autocommit=True,
+    )
+
+
+def pooled_connection_id(app):
+    with app.app_context():
+        connection_id = db.session.execute(text("SELECT CONNECTION_ID()")).scalar()
+        db.session.remove()
+    return connection_id
+
+
+def kill(app, connection_id):
+    with direct_connection(app) as admin, admin.cursor() as cursor:
+        cursor.execute(f"KILL CONNECTION {int(connection_id)}")
+
+
+@pytest.fixture
+def count_rollbacks(monkeypatch):
+    calls = []
+    original = pymysql.connections.Connection.rollback
+
+    def rollback(self):
+        calls.append(self.thread_id())
+        return original(self)
+
+    monkeypatch.setattr(pymysql.connections.Connection, "rollback", rollback)
+    return calls
+
+
+def test_a_connection_killed_while_idle_is_replaced_before_use(pool_app, monkeypatch):
+    client = pool_app.test_client()
+    assert client.get("/api/movies/detail/1").status_code == 200
+    first = pooled_connection_id(pool_app)
+    kill(pool_app, first)
+    # As if it had sat in the pool for longer than PING_AFTER_IDLE.
+    monkeypatch.setattr(models, "PING_AFTER_IDLE", -1.0)
+
+    response = client.get("/api/movies/detail/1")
+
+    assert response.status_code == 200
+    assert response.get_json()["title"] == "Star Wars (1977)"
+    assert pooled_connection_id(pool_app) != first
+
+
+def test_a_connection_killed_just_after_use_fails_one_request_cleanly(pool_app):
+    client = pool_app.test_client()
+    assert client.get("/api/movies/detail/1").status_code == 200
+    kill(pool_app, pooled_connection_id(pool_app))
+
+    failed = client.get("/api/movies/detail/1")
+    recovered = client.get("/api/movies/detail/1")
+
+    assert failed.status_code == 503
+    assert failed.get_json()["error"]["code"] == "database_unavailable"
+    assert recovered.status_code == 200
+    assert recovered.get_json()["click_count"] == 2
+
+
+def test_a_returned_connection_never_keeps_uncommitted_work(pool_app):
+    with pool_app.app_context():
+        raw = db.engine.raw_connection()
+        with raw.cursor() as cursor:
+            cursor.execute("UPDATE movie SET click_count = 100 WHERE id = 1")
+        raw.close()  # back to the pool without a commit
+
+    # Another connection can write the same row at once, and never saw the 100.
+    with direct_connection(pool_app) as other, other.cursor() as cursor:
+        cursor.execute("SET SESSION innodb_lock_wait_timeout = 2")
+        cursor.execute("UPDATE movie SET click_count = click_count + 1 WHERE id = 1")
+        cursor.execute("SELECT click_count FROM movie WHERE id = 1")
+        assert cursor.fetchone() == (1,)
+
+
+def test_round_trips_spared_on_the_film_page(pool_app, auth, count_rollbacks):
+    client = pool_app.test_client()
+    auth.register_and_login(client)
+    assert client.get("/api/movies/detail/1").status_code == 200
+    count_rollbacks.clear()
+
+    # A page that commits its view returns its connection with no rollback.
+    assert client.get("/api/movies/detail/2").status_code == 200
+    assert count_rollbacks == []
+    # A read-only page rolls its transaction back once (never twice).
+    assert client.get("/api/movies/home").status_code == 200
+    assert len(count_rollbacks) == 1
