@@ -83,6 +83,21 @@ def engine_options(database_url):
     return {"pool_pre_ping": True}
 
 
+def autocommit_options(options):
+    """Return engine options for MySQL's engine of one-statement reads.
+
+    Hot pages run their single read there (models.read_row): with no transaction
+    open there is no ROLLBACK to send afterwards, one round trip less per page.
+    """
+    options = dict(options or {})
+    options.update(
+        pool_size=2,  # each request takes one connection for a single statement
+        isolation_level="AUTOCOMMIT",
+        skip_autocommit_rollback=True,
+    )
+    return options
+
+
 def load_settings(environ=None, *, load_dotenv_file=True):
     """Read every setting from the environment and return a config mapping.
 

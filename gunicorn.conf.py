@@ -37,8 +37,8 @@ def pre_fork(server, worker):
 
 def post_fork(server, worker):
     """Drop connections inherited from the master: each worker opens its own."""
-    from models import db
+    from models import dispose_engines
 
     app = server.app.wsgi()
     with app.app_context():
-        db.engine.dispose(close=False)
+        dispose_engines(close=False)

@@ -5,9 +5,11 @@ the app use :func:`make_engine` with the same table metadata.
 """
 
 import re
+import threading
 import time
 from datetime import UTC, date, datetime
 
+from flask import current_app
 from flask_sqlalchemy import SQLAlchemy
 from pymysql.constants import SERVER_STATUS
 from sqlalchemy import (
@@ -122,6 +124,66 @@ def _reset_mysql(dbapi_connection, connection_record, reset_state):
         return
     if dbapi_connection.server_status & SERVER_STATUS.SERVER_STATUS_IN_TRANS:
         dbapi_connection.rollback()
+
+
+_reads_lock = threading.Lock()
+
+
+def reads_engine():
+    """Return the app's autocommit engine for statements that stand alone, or None.
+
+    Only on MySQL (config.autocommit_options); made on first use, so in each
+    worker after the fork. SQLite reads run outside transactions already.
+    """
+    extensions = current_app.extensions
+    if "reads_engine" not in extensions:
+        with _reads_lock:
+            if "reads_engine" not in extensions:
+                from config import autocommit_options
+
+                engine = None
+                if db.engine.dialect.name == "mysql":
+                    options = current_app.config.get("SQLALCHEMY_ENGINE_OPTIONS")
+                    engine = create_engine(db.engine.url, **autocommit_options(options))
+                extensions["reads_engine"] = engine
+    return extensions["reads_engine"]
+
+
+def dispose_engines(close=True):
+    """Release the pooled connections of the current app's engines."""
+    db.engine.dispose(close=close)
+    engine = current_app.extensions.get("reads_engine")
+    if engine is not None:
+        engine.dispose(close=close)
+
+
+def read_row(statement, parameters):
+    """Run a one-statement read and return its first row, or None.
+
+    On MySQL it runs on the autocommit engine (:func:`reads_engine`): no
+    transaction is opened, so none is rolled back afterwards. Elsewhere it runs on
+    the session's connection.
+    """
+    engine = reads_engine()
+    if engine is None:
+        return db.session.connection().execute(statement, parameters).first()
+    with engine.connect() as connection:
+        return connection.execute(statement, parameters).first()
+
+
+def write_alone(statement, parameters):
+    """Run a one-statement write, committed at once, and return its row count.
+
+    On MySQL the autocommit engine commits it with the statement itself (no
+    separate COMMIT round trip); elsewhere the session commits it.
+    """
+    engine = reads_engine()
+    if engine is None:
+        count = db.session.connection().execute(statement, parameters).rowcount
+        db.session.commit()
+        return count
+    with engine.connect() as connection:
+        return connection.execute(statement, parameters).rowcount
 
 
 def make_engine(database_url, **options):

@@ -54,8 +54,10 @@ from models import (
     genre_name,
     iso,
     movie_counts_json,
+    read_row,
     rescore_movies,
     utcnow,
+    write_alone,
 )
 
 logger = logging.getLogger(__name__)
@@ -249,7 +251,7 @@ def home():
     """Twelve films: personal for clients with a history, a varied mix otherwise."""
     client_id, token = claimed_client_id(), None
     if client_id is not None:
-        row = _run(HOME_CHECK, {"client_id": client_id}).one_or_none()
+        row = read_row(HOME_CHECK, {"client_id": client_id})
         client_id = accept_client(client_id, row)
         token = None if client_id is None else tuple(row[len(CLIENT_CHECK_COLUMNS) :])
     if client_id is None:
@@ -318,16 +320,18 @@ def _count_view(movie_id, client_id):
 
     Returns False when the film is gone. It is the request's last database work:
     the commit ends the transaction, so the connection goes back to the pool at once.
+    A visitor's view is the click alone, one statement committed by itself.
     """
+    if client_id is None:
+        return write_alone(COUNT_VIEW, {"movie_id": movie_id}) > 0
     counted = _run(COUNT_VIEW, {"movie_id": movie_id})
     if counted.rowcount == 0:
         db.session.rollback()
         return False
-    if client_id is not None:
-        _run(
-            ADD_FOOTPRINT,
-            {"client_id": client_id, "movie_id": movie_id, "viewed_at": utcnow()},
-        )
+    _run(
+        ADD_FOOTPRINT,
+        {"client_id": client_id, "movie_id": movie_id, "viewed_at": utcnow()},
+    )
     db.session.commit()
     return True
 
@@ -342,10 +346,10 @@ def movie_detail(movie_id):
     client_id = claimed_client_id()
     if client_id is not None:
         parameters = {"movie_id": movie_id, "client_id": client_id}
-        row = _run(FILM_STATE_FOR_CLIENT, parameters).one_or_none()
+        row = read_row(FILM_STATE_FOR_CLIENT, parameters)
         client_id = accept_client(client_id, row)
     else:
-        row = _run(FILM_STATE, {"movie_id": movie_id}).one_or_none()
+        row = read_row(FILM_STATE, {"movie_id": movie_id})
     if row is None:
         raise movie_not_found()
     related = _related_picks(movie_id, RELATED_SIZE)

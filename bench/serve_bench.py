@@ -204,6 +204,13 @@ def bench_backend(name, url, args, tmp):
             ("detail, visitor", base, None, str(script)),
             ("detail, logged in", base, cookie, str(script)),
         ]
+        if args.routes:
+            wanted = set(args.routes.split(","))
+            routes = [routes[0]] + [
+                route
+                for route in routes[1:]
+                if route[0].replace(", ", "-").replace(" ", "-") in wanted
+            ]
         results = {label: [] for label, *_ in routes}
         for _ in range(args.runs):
             for label, target, route_cookie, route_script in routes:
@@ -249,6 +256,11 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+    parser.add_argument(
+        "--routes",
+        default="",
+        help="only these routes (and the floor), e.g. home-logged-in,detail-visitor",
+    )
     parser.add_argument(
         "--mysql-url",
         default="mysql+pymysql://root@127.0.0.1:3306/moviedb_bench?charset=utf8mb4",

@@ -5,7 +5,7 @@ from datetime import date, datetime
 
 from werkzeug.security import generate_password_hash
 
-from models import Admin, Client, Movie, Rating, db
+from models import Admin, Client, Movie, Rating, db, dispose_engines
 
 ADMIN_USERNAME = "boss"
 ADMIN_PASSWORD = "boss-pass-2026"
@@ -188,7 +188,7 @@ def seeded_app(backend, tmp_path_factory, name):
         with app.app_context():
             db.session.remove()
             db.drop_all()
-            db.engine.dispose()
+            dispose_engines()
 
     return app, teardown
 

@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from app import create_app  # noqa: E402
 from config import testing_settings  # noqa: E402
-from models import db  # noqa: E402
+from models import db, dispose_engines  # noqa: E402
 
 SHARED_DATA = Path(os.environ.get("SHARED_DATA_DIR", ROOT.parent / "shared" / "data"))
 ML100K_DIR = SHARED_DATA / "ml-100k"
@@ -141,7 +141,7 @@ def app(db_url, tmp_path):
     with application.app_context():
         db.session.remove()
         db.drop_all()
-        db.engine.dispose()
+        dispose_engines()
 
 
 @pytest.fixture
@@ -192,7 +192,7 @@ def ml_app(ml_db_url, tmp_path_factory):
     yield application
     with application.app_context():
         db.session.remove()
-        db.engine.dispose()
+        dispose_engines()
 
 
 @pytest.fixture

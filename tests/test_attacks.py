@@ -22,7 +22,7 @@ from flask.sessions import SecureCookieSessionInterface
 from sqlalchemy import func, select
 
 from api import limiter
-from models import Movie, db
+from models import Movie, db, dispose_engines
 
 pytestmark = pytest.mark.usefixtures("json_secret_scan", "log_secret_scan")
 
@@ -383,7 +383,7 @@ def limited_app(tmp_path):
     limiter.reset()
     limiter.enabled = False
     with app.app_context():
-        db.engine.dispose()
+        dispose_engines()
 
 
 def test_guessing_the_old_password_is_rate_limited(limited_app, auth):

@@ -7,7 +7,7 @@ from sqlalchemy import select
 from werkzeug.security import check_password_hash
 
 from api import limiter
-from models import Client, db
+from models import Client, db, dispose_engines
 
 pytestmark = pytest.mark.usefixtures("json_secret_scan")
 
@@ -104,7 +104,7 @@ def test_session_cookie_is_secure_when_configured(db_url, tmp_path, auth):
     assert "Secure" in response.headers["Set-Cookie"]
     with app.app_context():
         db.drop_all()
-        db.engine.dispose()
+        dispose_engines()
 
 
 def test_wrong_username_and_wrong_password_look_the_same(client, auth):
@@ -241,7 +241,7 @@ def limited_client(tmp_path, auth):
     limiter.reset()
     limiter.enabled = False
     with app.app_context():
-        db.engine.dispose()
+        dispose_engines()
 
 
 def test_login_is_rate_limited_per_username(limited_client, auth):

@@ -26,7 +26,7 @@ from assistant import (
     TITLE_ALIASES_ZH,
     tokens_of,
 )
-from models import Client, Footprint, Movie, Rating, db, utcnow
+from models import Client, Footprint, Movie, Rating, db, dispose_engines, utcnow
 
 KEY = "sk-test-" + secrets.token_hex(16)
 TOY_STORY = 1
@@ -84,7 +84,7 @@ def chat_app(ml_db_url, llm, pack_path, tmp_path_factory):
     )
     yield application
     with application.app_context():
-        db.engine.dispose()
+        dispose_engines()
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +93,7 @@ def offline_app(ml_db_url, pack_path, tmp_path_factory):
     application = _app(ml_db_url, tmp_path_factory, MODEL_PATH=pack_path)
     yield application
     with application.app_context():
-        db.engine.dispose()
+        dispose_engines()
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +102,7 @@ def packless_app(ml_db_url, tmp_path_factory):
     application = _app(ml_db_url, tmp_path_factory)
     yield application
     with application.app_context():
-        db.engine.dispose()
+        dispose_engines()
 
 
 @pytest.fixture
@@ -502,7 +502,7 @@ def test_provider_down_is_a_503(ml_db_url, tmp_path_factory):
     assert response.get_json()["error"]["code"] == "llm_unavailable"
     assert response.get_json()["reply"] == APOLOGY
     with application.app_context():
-        db.engine.dispose()
+        dispose_engines()
 
 
 def test_key_never_reaches_logs_or_responses(chat, llm, caplog):
@@ -734,7 +734,7 @@ def limited(ml_db_url, tmp_path_factory):
     yield application
     limiter.enabled = False
     with application.app_context():
-        db.engine.dispose()
+        dispose_engines()
 
 
 def test_rate_limit_per_address(limited):

@@ -29,7 +29,7 @@ from api_data import ADMIN_PASSWORD, ADMIN_USERNAME, seed
 from conftest import make_app, mysql_url, require_mysql
 from sqlalchemy.engine import make_url
 
-from models import db
+from models import db, dispose_engines
 
 # --- a TCP proxy that can be cut -----------------------------------------------------
 
@@ -134,7 +134,7 @@ def proxied_app(tmp_path):
     with app.app_context():
         db.session.remove()
         db.drop_all()
-        db.engine.dispose()
+        dispose_engines()
     proxy.cut()
 
 
@@ -202,7 +202,7 @@ def good_pack(tmp_path_factory):
         db.create_all()
     seed(app)
     with app.app_context():
-        db.engine.dispose()
+        dispose_engines()
     path = folder / "good.joblib"
     train(database, str(path), progress_callback=lambda stage, fraction: None)
     return path
@@ -221,7 +221,7 @@ def pack_app(tmp_path, good_pack):
     app.extensions["recommender"].check_interval = 0
     yield app
     with app.app_context():
-        db.engine.dispose()
+        dispose_engines()
 
 
 def admin_client(app, auth):

@@ -12,8 +12,9 @@ from api_data import (
     seeded_app,
 )
 from sqlalchemy import event, func, select
+from sqlalchemy.engine import Engine
 
-from models import Footprint, Movie, Rating, db
+from models import Footprint, Movie, Rating, db, dispose_engines
 
 pytestmark = pytest.mark.usefixtures("json_secret_scan")
 
@@ -50,7 +51,9 @@ def fake_pack(seeded):
 
 
 class StatementCounter:
-    def __init__(self, engine):
+    """Records the statements of every engine (the app's, and its autocommit one)."""
+
+    def __init__(self, engine=Engine):
         self.engine = engine
         self.statements = []
 
@@ -66,9 +69,7 @@ class StatementCounter:
 
 
 def count_statements(app, call):
-    with app.app_context():
-        engine = db.engine
-    with StatementCounter(engine) as counter:
+    with StatementCounter() as counter:
         response = call()
     assert response.status_code == 200, response.get_json()
     return len(counter.statements), response
@@ -505,7 +506,7 @@ def pack_app(ml_db_url, tmp_path_factory):
     )
     yield application
     with application.app_context():
-        db.engine.dispose()
+        dispose_engines()
 
 
 def test_detail_related_come_from_the_real_pack(pack_app):
