@@ -14,6 +14,7 @@ from sqlalchemy.engine import make_url
 from werkzeug.routing import PathConverter
 
 from api import ApiError, limiter, register_blueprints, register_error_handlers
+from assistant import provider_library
 from config import INSTANCE_DIR, ConfigError, development_secret_key, load_settings
 from models import db
 from recommender import PackHolder
@@ -35,6 +36,8 @@ def create_app(config=None):
     app.json.ensure_ascii = False
     _check_secret_key(app)
 
+    if app.config.get("LLM_API_KEY"):
+        provider_library()  # before gunicorn forks, so workers share it
     db.init_app(app)
     limiter.init_app(app)
     CORS(

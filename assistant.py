@@ -12,13 +12,13 @@ the catalogue alone when no API key is configured.
 import hashlib
 import logging
 import re
+import sys
 import threading
 import time
 import unicodedata
 from dataclasses import dataclass, field
 
 import httpx2
-import openai
 from sqlalchemy import case, func, literal, or_, select
 
 from models import Footprint, Movie, Rating, damped_score, db, genre_name
@@ -601,7 +601,7 @@ class Assistant:
                 if self._client is None:
                     # Retries are ours (one, on 429/5xx only, within the deadline):
                     # the library would also retry timeouts and double the wait.
-                    self._client = openai.OpenAI(
+                    self._client = provider_library().OpenAI(
                         api_key=config["LLM_API_KEY"],
                         base_url=config["LLM_BASE_URL"],
                         timeout=config["LLM_TIMEOUT"],
@@ -1031,9 +1031,24 @@ class ProviderError(Exception):
         }
 
 
+def provider_library():
+    """Return the ``openai`` module, imported on first use.
+
+    Importing it takes about a second, which a site answering offline (no
+    LLM_API_KEY) never needs to pay; create_app imports it up front when a key is
+    set, so gunicorn's preloaded workers share it.
+    """
+    import openai
+
+    return openai
+
+
 def is_provider_failure(exc):
     """Whether ``exc`` comes from the provider or the network (not our own bug)."""
-    return isinstance(exc, ProviderError | openai.APIError | httpx2.HTTPError)
+    openai = sys.modules.get("openai")
+    if openai is not None and isinstance(exc, openai.APIError):
+        return True
+    return isinstance(exc, ProviderError | httpx2.HTTPError)
 
 
 def classify(exc):
@@ -1041,6 +1056,7 @@ def classify(exc):
     cause = exc.__class__.__name__
     if isinstance(exc, ProviderError):
         return exc
+    openai = provider_library()
     if isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException):
         return ProviderError("llm_timeout", cause)
     if isinstance(exc, openai.APIConnectionError | httpx2.TransportError):
@@ -1074,6 +1090,7 @@ def create_completion(client, deadline, **kwargs):
     Raises:
         ProviderError: the provider failed, timed out or refused.
     """
+    openai = provider_library()
     for attempt in (1, 2):
         remaining = deadline - time.monotonic()
         if remaining <= 0:

@@ -34,7 +34,17 @@ from api.schemas import (
 )
 from api.security import require_admin
 from api.training import DEFAULT_TRAINER, TrainingBusy, TrainingManager
-from models import Client, Footprint, Movie, Rating, db, film_year, iso, utcnow
+from models import (
+    Client,
+    Footprint,
+    Movie,
+    Rating,
+    db,
+    film_year,
+    iso,
+    read_row,
+    utcnow,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -78,24 +88,35 @@ def _model_metrics(pack):
     return {key: _finite(metrics.get(key)) for key in METRIC_KEYS}
 
 
+def _clients_from(source):
+    return (
+        select(func.count())
+        .select_from(Client.__table__)
+        .where(Client.__table__.c.source == source)
+        .scalar_subquery()
+    )
+
+
+# One statement for the dashboard's totals. rating_count is kept per film in the same
+# transaction as each rating, so summing the film rows replaces a count over the
+# whole rating table; the client counts come from the (source, created_at) index.
+_MOVIE = Movie.__table__
+STATS = select(
+    func.count(),
+    func.coalesce(func.sum(_MOVIE.c.click_count), 0),
+    func.coalesce(func.sum(_MOVIE.c.rating_count), 0),
+    _clients_from("registered").label("registered"),
+    _clients_from("movielens").label("movielens"),
+).select_from(_MOVIE)
+
+
 @bp.route("/stats", methods=["GET"])
 @bp.alt_response(200, schema=StatsSchema, success=True)
 def stats():
     """Counts for the dashboard and the loaded model's metrics."""
-    # rating_count is kept per film in the same transaction as each rating, so
-    # summing 1,682 film rows replaces a count over the whole rating table.
-    movie_count, total_clicks, rating_count = db.session.execute(
-        select(
-            func.count(),
-            func.coalesce(func.sum(Movie.click_count), 0),
-            func.coalesce(func.sum(Movie.rating_count), 0),
-        )
-    ).one()
-    by_source = dict(
-        db.session.execute(
-            select(Client.source, func.count()).group_by(Client.source)
-        ).all()
-    )
+    row = read_row(STATS, {})
+    movie_count, total_clicks, rating_count = row[:3]
+    by_source = {"registered": row.registered, "movielens": row.movielens}
     pack = _pack()
 
     body = {
