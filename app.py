@@ -13,7 +13,13 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from werkzeug.routing import PathConverter
 
-from api import ApiError, limiter, register_blueprints, register_error_handlers
+from api import (
+    ApiError,
+    FastJSONProvider,
+    limiter,
+    register_blueprints,
+    register_error_handlers,
+)
 from assistant import provider_library
 from config import INSTANCE_DIR, ConfigError, development_secret_key, load_settings
 from models import db
@@ -33,7 +39,7 @@ def create_app(config=None):
     settings = dict(config) if config is not None else load_settings()
     app.config.from_mapping(settings)
     # Chinese messages and latin-1 titles go out as UTF-8 text, not \u escapes.
-    app.json.ensure_ascii = False
+    app.json = FastJSONProvider(app)
     _check_secret_key(app)
 
     if app.config.get("LLM_API_KEY"):

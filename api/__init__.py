@@ -13,7 +13,9 @@ import json
 import logging
 import time
 
+import orjson
 from flask import jsonify, request
+from flask.json.provider import DefaultJSONProvider
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_smorest import Api
@@ -50,6 +52,38 @@ class ApiError(Exception):
         self.code = code
         self.message = message or DEFAULT_CODES.get(status, ("", "请求失败"))[1]
         self.details = details
+
+
+class FastJSONProvider(DefaultJSONProvider):
+    """Flask's JSON answers written by orjson: the same documents, several times
+    faster (a film page's body took a tenth of its request through ``json``).
+
+    Keys are sorted (``sort_keys``) and non-ASCII text is never escaped; dates,
+    decimals and whatever else orjson does not know go through Flask's own
+    conversions. NaN becomes null (``json`` would write invalid JSON). Calls with
+    options other than indentation or separators, and values orjson refuses, go to
+    the standard library.
+    """
+
+    ensure_ascii = False  # for those calls too
+
+    def dumps(self, obj, **kwargs):
+        layout = {"indent": kwargs.pop("indent", None)}
+        layout["separators"] = kwargs.pop("separators", None)
+        indent = layout["indent"]
+        if kwargs or indent not in (None, 2):
+            return super().dumps(obj, **layout, **kwargs)
+        options = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
+        if self.sort_keys:
+            options |= orjson.OPT_SORT_KEYS
+        if indent:
+            options |= orjson.OPT_INDENT_2
+        try:
+            return orjson.dumps(obj, default=self.default, option=options).decode()
+        except orjson.JSONEncodeError:
+            # What orjson refuses and json writes: integers beyond 64 bits, lone
+            # surrogates (both only ever echoed from bad input).
+            return super().dumps(obj, **layout)
 
 
 def error_response(status, code=None, message=None, details=None, headers=None):

@@ -39,6 +39,8 @@ DEFAULT_TTL = 60
 PREFILL_CARDS = 20_000
 VERSION_KEY = "movierec:catalogue-version"
 POPULAR_POOL_SIZE = 100
+# Bounds the answers remembered per index load (Catalogue.remembered).
+MEMO_SIZE = 20_000
 
 
 @dataclass(frozen=True)
@@ -131,9 +133,10 @@ class Catalogue:
 
     def forget(self, movie_ids):
         """Drop these films' cards (their score or count just changed)."""
-        cards = self._current()["cards"]
+        state = self._current()
         for movie_id in movie_ids:
-            cards.pop(movie_id, None)
+            state["cards"].pop(movie_id, None)
+        state["memo"].clear()  # remembered answers may show those cards
 
     def cards(self, movie_ids):
         """Return {movie_id: card} for list views, from memory where possible.
@@ -156,6 +159,21 @@ class Catalogue:
             for row in rows:
                 found[row.id] = cards[row.id] = movie_json(row)
         return {movie_id: dict(card) for movie_id, card in found.items()}
+
+    def remembered(self, key, build):
+        """Return ``build()``, computed once per key while this index stays loaded.
+
+        For answers derived from the index and its cards (a film's related cards):
+        a reload, after a film edit anywhere or the TTL, starts afresh. Callers
+        must not change what they get back.
+        """
+        memo = self._current()["memo"]
+        value = memo.get(key)
+        if value is None:
+            if len(memo) >= MEMO_SIZE:
+                memo.clear()
+            value = memo[key] = build()
+        return value
 
     def _version_token(self):
         # One look at the shared version per request, however often it is used.
@@ -214,6 +232,7 @@ class Catalogue:
             "tag_counts": Counter(tag for e in entries.values() for tag in e.tags),
             "cards": {row.id: movie_json(row) for row in rows} if prefill else {},
             "mean_score": _mean_score(entries.values()),
+            "memo": {},
         }
         logger.debug(
             "catalogue index loaded: %d films in %.1f ms",

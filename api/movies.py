@@ -58,6 +58,7 @@ from models import (
     rescore_movies,
     utcnow,
     write_alone,
+    write_together,
 )
 
 logger = logging.getLogger(__name__)
@@ -207,10 +208,15 @@ COUNT_VIEW = (
     # Keeping updated_at as it is: it marks edits to the film, not views.
     .values(click_count=MOVIE.c.click_count + 1, updated_at=MOVIE.c.updated_at)
 )
-ADD_FOOTPRINT = insert(FOOTPRINT).values(
-    client_id=bindparam("client_id"),
-    movie_id=bindparam("movie_id"),
-    viewed_at=bindparam("viewed_at"),
+# Runs with COUNT_VIEW in one transaction. It inserts nothing when the film or the
+# client has just been deleted, so that race needs no error path.
+ADD_FOOTPRINT = insert(FOOTPRINT).from_select(
+    ["client_id", "movie_id", "viewed_at"],
+    select(
+        CLIENT.c.id,
+        MOVIE.c.id,
+        bindparam("viewed_at", type_=FOOTPRINT.c.viewed_at.type),
+    ).where(MOVIE.c.id == bindparam("movie_id"), CLIENT.c.id == bindparam("client_id")),
 )
 # The film page reads what changes with every rating and click from the database
 # (with the claimed client's rating and session check); the rest of the film is its
@@ -234,11 +240,6 @@ FILM_STATE_FOR_CLIENT = (
     )
     .where(MOVIE.c.id == bindparam("movie_id"))
 )
-
-
-def _run(statement, parameters):
-    """Execute a Core statement on the session's connection (no ORM layer)."""
-    return db.session.connection().execute(statement, parameters)
 
 
 def _personal_cache():
@@ -315,25 +316,31 @@ def _related_picks(movie_id, n):
     return picks[:n]
 
 
+def _related_cards(movie_id):
+    """Return the film's related cards with reasons, the same for every visitor.
+
+    Remembered until the catalogue reloads (a film edit anywhere, or the TTL that
+    bounds the cards' counts) or the model pack changes.
+    """
+
+    def build():
+        related = _related_picks(movie_id, RELATED_SIZE)
+        return cards_with_reasons(related, RELATED_SIZE)
+
+    key = ("related", movie_id, id(_pack()))
+    return get_catalogue().remembered(key, build)
+
+
 def _count_view(movie_id, client_id):
     """Count a view of the film and the client's footprint, in one transaction.
 
-    Returns False when the film is gone. It is the request's last database work:
-    the commit ends the transaction, so the connection goes back to the pool at once.
-    A visitor's view is the click alone, one statement committed by itself.
+    Returns False when the film is gone. It is the request's last database work.
     """
     if client_id is None:
         return write_alone(COUNT_VIEW, {"movie_id": movie_id}) > 0
-    counted = _run(COUNT_VIEW, {"movie_id": movie_id})
-    if counted.rowcount == 0:
-        db.session.rollback()
-        return False
-    _run(
-        ADD_FOOTPRINT,
-        {"client_id": client_id, "movie_id": movie_id, "viewed_at": utcnow()},
-    )
-    db.session.commit()
-    return True
+    parameters = {"movie_id": movie_id, "client_id": client_id, "viewed_at": utcnow()}
+    counted, _ = write_together([COUNT_VIEW, ADD_FOOTPRINT], parameters)
+    return counted > 0
 
 
 @bp.route("/movies/detail/<int:movie_id>", methods=["GET"])
@@ -352,14 +359,12 @@ def movie_detail(movie_id):
         row = read_row(FILM_STATE, {"movie_id": movie_id})
     if row is None:
         raise movie_not_found()
-    related = _related_picks(movie_id, RELATED_SIZE)
-    cards = load_cards([movie_id, *(other for other, _ in related)])
-    body = cards.get(movie_id)
+    body = load_cards([movie_id]).get(movie_id)
     if body is None:  # deleted by an admin meanwhile
         raise movie_not_found()
     body.update(movie_counts_json(row))
     body["my_rating"] = row.my_rating if client_id is not None else None
-    body["related"] = cards_with_reasons(related, RELATED_SIZE, cards)
+    body["related"] = _related_cards(movie_id)
 
     # HEAD (link prefetchers, monitors) shows the page without counting a view.
     if request.method != "HEAD":

@@ -86,3 +86,31 @@ def test_settings_come_from_the_environment():
 def test_bad_setting_is_a_clear_error():
     with pytest.raises(ConfigError, match="PORT must be an integer"):
         load_settings({"PORT": "eighty"})
+
+
+def test_json_answers_keep_flasks_document():
+    import math
+    from datetime import date, datetime
+    from decimal import Decimal
+
+    app = create_app(testing_settings())
+    value = {
+        "b": "Misérables, Les (1995)",
+        "a": [math.nan, Decimal("4.50"), 2**40],
+        "c": {"when": datetime(2026, 12, 4, 5, 6, 7), "day": date(1996, 2, 14)},
+        1: True,
+    }
+
+    with app.app_context():
+        text_ = app.json.dumps(value)
+        pretty = app.json.dumps({"z": 1, "y": [1]}, indent=2)
+        huge = app.json.dumps({"n": 10**30, "s": "\udb49"})
+
+    assert text_ == (
+        '{"1":true,"a":[null,"4.50",1099511627776],"b":"Misérables, Les (1995)",'
+        '"c":{"day":"Wed, 14 Feb 1996 00:00:00 GMT",'
+        '"when":"Fri, 04 Dec 2026 05:06:07 GMT"}}'
+    )
+    assert pretty == '{\n  "y": [\n    1\n  ],\n  "z": 1\n}'
+    # orjson refuses both; the standard library writes them.
+    assert huge == '{"n": 1000000000000000000000000000000, "s": "\udb49"}'

@@ -50,15 +50,26 @@ def fake_pack(seeded):
     return pack
 
 
+TRANSACTION_CONTROL = {"", "START TRANSACTION", "COMMIT"}
+
+
 class StatementCounter:
-    """Records the statements of every engine (the app's, and its autocommit one)."""
+    """Records the statements of every engine (the app's, and its autocommit one).
+
+    On MySQL one round trip may carry a whole transaction (models.write_together):
+    each statement in it counts, the transaction control around them does not.
+    """
 
     def __init__(self, engine=Engine):
         self.engine = engine
         self.statements = []
+        self.round_trips = 0
 
     def _record(self, conn, cursor, statement, *args):
-        self.statements.append(statement)
+        self.round_trips += 1
+        for part in statement.split(";"):
+            if part.strip().upper() not in TRANSACTION_CONTROL:
+                self.statements.append(part.strip())
 
     def __enter__(self):
         event.listen(self.engine, "before_cursor_execute", self._record)
@@ -233,6 +244,40 @@ def test_detail_counts_clicks_and_footprints(seeded, seeded_client, auth):
         clicks = db.session.get(Movie, 4).click_count
     assert clicks == 2
     assert count_rows(seeded, Footprint, client_id=user["id"]) == 1
+
+
+REFUSE_FOOTPRINTS = {
+    "sqlite": "CREATE TRIGGER no_more_views BEFORE INSERT ON footprint"
+    " BEGIN SELECT RAISE(ABORT, 'no more views'); END",
+    "mysql": "CREATE TRIGGER no_more_views BEFORE INSERT ON footprint FOR EACH ROW"
+    " SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'no more views'",
+}
+
+
+def test_a_view_is_counted_with_its_footprint_or_not_at_all(
+    seeded, seeded_client, auth
+):
+    user = auth.register_and_login(seeded_client)
+    assert seeded_client.get("/api/movies/detail/4").get_json()["click_count"] == 1
+    with seeded.app_context():
+        dialect = db.engine.dialect.name
+        with db.engine.begin() as connection:
+            connection.exec_driver_sql(REFUSE_FOOTPRINTS[dialect])
+
+    failed = seeded_client.get("/api/movies/detail/4")
+
+    with seeded.app_context():
+        with db.engine.begin() as connection:
+            connection.exec_driver_sql("DROP TRIGGER no_more_views")
+        clicks = db.session.get(Movie, 4).click_count
+    # SQLite reports a constraint (409); MariaDB's SIGNAL is a server error (503).
+    expected = {"sqlite": (409, "conflict"), "mysql": (503, "database_unavailable")}
+    assert (failed.status_code, failed.get_json()["error"]["code"]) == expected[dialect]
+    # The click that ran before the refused footprint was rolled back with it.
+    assert clicks == 1
+    assert count_rows(seeded, Footprint, client_id=user["id"]) == 1
+    assert seeded_client.get("/api/movies/detail/4").get_json()["click_count"] == 2
+    assert count_rows(seeded, Footprint, client_id=user["id"]) == 2
 
 
 def test_detail_of_an_unknown_film_is_404(seeded_client):

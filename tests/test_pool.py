@@ -137,3 +137,54 @@ def test_round_trips_spared_on_the_film_page(pool_app, auth, count_rollbacks):
     count_rollbacks.clear()
     assert client.get("/api/movies/home").status_code == 200
     assert count_rollbacks == []
+
+
+def test_a_clients_film_page_is_two_round_trips(pool_app, auth):
+    from test_movies import StatementCounter
+
+    client = pool_app.test_client()
+    auth.register_and_login(client)
+    assert client.get("/api/movies/detail/1").status_code == 200
+
+    with StatementCounter() as counter:
+        response = client.get("/api/movies/detail/2")
+
+    assert response.status_code == 200
+    # The read (film counts, the client's rating, the session check), then the click
+    # and the footprint sent with their transaction in one packet.
+    assert counter.round_trips == 2
+    assert [sql.split()[0] for sql in counter.statements] == [
+        "SELECT",
+        "UPDATE",
+        "INSERT",
+    ]
+    with direct_connection(pool_app) as other, other.cursor() as cursor:
+        cursor.execute("SELECT click_count FROM movie WHERE id = 2")
+        assert cursor.fetchone() == (1,)
+        cursor.execute("SELECT COUNT(*) FROM footprint WHERE movie_id = 2")
+        assert cursor.fetchone() == (1,)
+
+
+def test_a_view_whose_footprint_fails_counts_no_click(pool_app, auth):
+    client = pool_app.test_client()
+    auth.register_and_login(client)
+    assert client.get("/api/movies/detail/3").status_code == 200
+    with direct_connection(pool_app) as other, other.cursor() as cursor:
+        # The footprint insert now fails after the click's update ran.
+        cursor.execute(
+            "CREATE TRIGGER no_more_views BEFORE INSERT ON footprint FOR EACH ROW"
+            " SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'no more views'"
+        )
+    try:
+        response = client.get("/api/movies/detail/3")
+    finally:
+        with direct_connection(pool_app) as other, other.cursor() as cursor:
+            cursor.execute("DROP TRIGGER no_more_views")
+
+    assert response.status_code == 503
+    assert response.get_json()["error"]["code"] == "database_unavailable"
+    with direct_connection(pool_app) as other, other.cursor() as cursor:
+        cursor.execute("SELECT click_count FROM movie WHERE id = 3")
+        assert cursor.fetchone() == (1,)  # the first view only: rolled back whole
+    # The connection went back clean: the next view counts normally.
+    assert client.get("/api/movies/detail/3").get_json()["click_count"] == 2
