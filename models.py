@@ -295,41 +295,56 @@ def read_row(statement, parameters):
     return compiled.row(first)
 
 
-def write_together(statements, parameters):
-    """Run write statements in one transaction, commit it, and return their row counts.
+def write_together(statements, parameters, read=None):
+    """Run write statements in one transaction, then an optional read, and commit.
 
     Every statement takes its parameters from the one mapping. On MySQL the whole
-    transaction (START TRANSACTION, the statements, COMMIT) goes to the server in
-    one packet: one round trip and one log flush. Elsewhere the statements run in
-    turn and the connection commits them.
+    transaction (START TRANSACTION, the statements, the read, COMMIT) goes to the
+    server in one packet: one round trip and one log flush. Elsewhere the
+    statements run in turn and the connection commits them.
+
+    Args:
+        statements: Core INSERT/UPDATE/DELETE statements, run in this order.
+        parameters: Their bound values, by name.
+        read: A SELECT run last in the same transaction (it sees the writes).
+
+    Returns:
+        ([row count of each statement], the read's first row or None).
     """
     engine = _hot_engine()
     dialect = engine.dialect
     steps = [_compiled(statement, dialect) for statement in statements]
+    last = _compiled(read, dialect) if read is not None else None
     raw = engine.raw_connection()
     cursor = None
-    sql, values = None, None
+    sql, values, first = None, None, None
     try:
         cursor = raw.cursor()
         if dialect.name == "mysql":
             # The driver fills each statement in on its own (their literal values
             # may share names), then they go out together.
             filled = [
-                cursor.mogrify(step.sql, step.parameters(parameters)) for step in steps
+                cursor.mogrify(step.sql, step.parameters(parameters))
+                for step in steps + ([last] if last else [])
             ]
-            if len(filled) == 1:  # a statement alone commits itself (autocommit)
-                sql = filled[0]
+            if len(filled) == 1 and last is None:
+                sql = filled[0]  # a statement alone commits itself (autocommit)
                 _notify(engine, cursor, sql, None)
                 cursor.execute(sql)
                 counts = [cursor.rowcount]
             else:
                 sql = ";".join(["START TRANSACTION", *filled, "COMMIT"])
                 _notify(engine, cursor, sql, None)
-                cursor.execute(sql)
+                cursor.execute(sql)  # its first result is START TRANSACTION's
                 counts = []
-                while cursor.nextset():  # past START TRANSACTION, to each statement
+                for _ in steps:
+                    cursor.nextset()
                     counts.append(cursor.rowcount)
-                counts = counts[: len(steps)]
+                if last is not None:
+                    cursor.nextset()
+                    first = cursor.fetchone()
+                while cursor.nextset():  # COMMIT's
+                    pass
         else:
             counts = []
             for step in steps:
@@ -337,6 +352,11 @@ def write_together(statements, parameters):
                 _notify(engine, cursor, sql, values)
                 cursor.execute(sql, values)
                 counts.append(cursor.rowcount)
+            if last is not None:
+                sql, values = last.sql, last.parameters(parameters)
+                _notify(engine, cursor, sql, values)
+                cursor.execute(sql, values)
+                first = cursor.fetchone()
             raw.commit()
         cursor.close()
     except engine.dialect.loaded_dbapi.Error as exc:
@@ -344,7 +364,7 @@ def write_together(statements, parameters):
         raise _database_error(engine, raw, cursor, exc, sql, values) from exc
     finally:
         raw.close()
-    return counts
+    return counts, (last.row(first) if last is not None else None)
 
 
 def _roll_back_quietly(raw):
@@ -356,7 +376,8 @@ def _roll_back_quietly(raw):
 
 def write_alone(statement, parameters):
     """Run a one-statement write, committed at once, and return its row count."""
-    return write_together([statement], parameters)[0]
+    counts, _ = write_together([statement], parameters)
+    return counts[0]
 
 
 def make_engine(database_url, **options):

@@ -10,15 +10,19 @@ import logging
 from flask import current_app, jsonify, request
 from flask_smorest import Blueprint
 from sqlalchemy import (
+    String,
     and_,
     bindparam,
+    cast,
     delete,
     desc,
     func,
     insert,
     literal,
+    literal_column,
     or_,
     select,
+    true,
     update,
 )
 
@@ -40,6 +44,7 @@ from api.schemas import (
 from api.security import (
     CLIENT_CHECK_COLUMNS,
     accept_client,
+    checked_password_hash,
     claimed_client_id,
     login_required,
     require_client,
@@ -57,7 +62,6 @@ from models import (
     read_row,
     rescore_movies,
     utcnow,
-    write_alone,
     write_together,
 )
 
@@ -184,19 +188,37 @@ RATING = Rating.__table__
 CLIENT = Client.__table__
 FOOTPRINT = Footprint.__table__
 
+
 # The client's session check and a fingerprint of their history, in one statement.
 # The fingerprint changes with every new, changed or removed rating and every new
 # view, so a cached home page is reused only while its history still holds.
+def _as_text(value, empty="'0'"):
+    return func.coalesce(cast(value, String), literal_column(empty, String))
+
+
+COMMA = literal_column("','", String)
+
+
 HOME_CHECK = (
     select(
         *CLIENT_CHECK_COLUMNS,
-        func.count(RATING.c.movie_id),
-        func.sum(RATING.c.rating),
-        func.sum(RATING.c.movie_id * RATING.c.rating),
-        func.max(RATING.c.rated_at),
-        select(func.max(FOOTPRINT.c.id))
-        .where(FOOTPRINT.c.client_id == bindparam("client_id"))
-        .scalar_subquery(),
+        # One text column: PyMySQL spends more on each column's description than
+        # on its value.
+        (
+            _as_text(func.count(RATING.c.movie_id))
+            + COMMA
+            + _as_text(func.sum(RATING.c.rating))
+            + COMMA
+            + _as_text(func.sum(RATING.c.movie_id * RATING.c.rating))
+            + COMMA
+            + _as_text(func.max(RATING.c.rated_at), "''")
+            + COMMA
+            + _as_text(
+                select(func.max(FOOTPRINT.c.id))
+                .where(FOOTPRINT.c.client_id == bindparam("client_id"))
+                .scalar_subquery()
+            )
+        ).label("history"),
     )
     .select_from(CLIENT.outerjoin(RATING, RATING.c.client_id == CLIENT.c.id))
     .where(CLIENT.c.id == bindparam("client_id"))
@@ -208,15 +230,22 @@ COUNT_VIEW = (
     # Keeping updated_at as it is: it marks edits to the film, not views.
     .values(click_count=MOVIE.c.click_count + 1, updated_at=MOVIE.c.updated_at)
 )
-# Runs with COUNT_VIEW in one transaction. It inserts nothing when the film or the
-# client has just been deleted, so that race needs no error path.
+# Runs with COUNT_VIEW in one transaction, for the client the session names, and
+# only while the account is active with the password hash the session was checked
+# against: so it may run before the check is read (a changed password inserts
+# nothing). It also inserts nothing when the film has just been deleted.
 ADD_FOOTPRINT = insert(FOOTPRINT).from_select(
     ["client_id", "movie_id", "viewed_at"],
     select(
         CLIENT.c.id,
         MOVIE.c.id,
         bindparam("viewed_at", type_=FOOTPRINT.c.viewed_at.type),
-    ).where(MOVIE.c.id == bindparam("movie_id"), CLIENT.c.id == bindparam("client_id")),
+    ).where(
+        MOVIE.c.id == bindparam("movie_id"),
+        CLIENT.c.id == bindparam("client_id"),
+        CLIENT.c.is_active == true(),
+        CLIENT.c.password_hash == bindparam("password_hash"),
+    ),
 )
 # The film page reads what changes with every rating and click from the database
 # (with the claimed client's rating and session check); the rest of the film is its
@@ -254,7 +283,7 @@ def home():
     if client_id is not None:
         row = read_row(HOME_CHECK, {"client_id": client_id})
         client_id = accept_client(client_id, row)
-        token = None if client_id is None else tuple(row[len(CLIENT_CHECK_COLUMNS) :])
+        token = None if client_id is None else row.history
     if client_id is None:
         return jsonify(
             {"recs": cards_with_reasons(_visitor_picks(HOME_SIZE), HOME_SIZE)}
@@ -331,46 +360,48 @@ def _related_cards(movie_id):
     return get_catalogue().remembered(key, build)
 
 
-def _count_view(movie_id, client_id):
-    """Count a view of the film and the client's footprint, in one transaction.
-
-    Returns False when the film is gone. It is the request's last database work.
-    """
-    if client_id is None:
-        return write_alone(COUNT_VIEW, {"movie_id": movie_id}) > 0
-    parameters = {"movie_id": movie_id, "client_id": client_id, "viewed_at": utcnow()}
-    counted, _ = write_together([COUNT_VIEW, ADD_FOOTPRINT], parameters)
-    return counted > 0
-
-
 @bp.route("/movies/detail/<int:movie_id>", methods=["GET"])
 @bp.alt_response(200, schema=MovieDetailSchema, success=True)
 def movie_detail(movie_id):
     """Return a film with related films; count the click and the client's view."""
-    # The hottest route of the site: one read of a few columns, then the two writes.
-    # The read comes first, outside any write: SQLite takes its write lock only for
-    # the writes, and MariaDB runs one transaction per page.
-    client_id = claimed_client_id()
-    if client_id is not None:
-        parameters = {"movie_id": movie_id, "client_id": client_id}
-        row = read_row(FILM_STATE_FOR_CLIENT, parameters)
-        client_id = accept_client(client_id, row)
+    # The hottest route of the site. Its live counts (and a client's rating and
+    # session check) are read in the transaction that counts the view, after the
+    # writes: one round trip on MariaDB. A client's footprint is conditioned on the
+    # password hash their session was last accepted with; on a first view, or after
+    # a change, the check is read first and the view counted after it.
+    claimed = claimed_client_id()
+    parameters = {"movie_id": movie_id, "client_id": claimed, "viewed_at": utcnow()}
+    state = FILM_STATE if claimed is None else FILM_STATE_FOR_CLIENT
+    views = [COUNT_VIEW] if claimed is None else [COUNT_VIEW, ADD_FOOTPRINT]
+    if claimed is not None:
+        parameters["password_hash"] = checked_password_hash(claimed)
+    # HEAD (link prefetchers, monitors) shows the page without counting a view.
+    to_count = request.method != "HEAD"
+    if to_count and (claimed is None or parameters["password_hash"] is not None):
+        _, row = write_together(views, parameters, read=state)
+        to_count = False
     else:
-        row = read_row(FILM_STATE, {"movie_id": movie_id})
+        row = read_row(state, parameters)
+    client_id = None if claimed is None else accept_client(claimed, row)
     if row is None:
         raise movie_not_found()
+    if to_count:
+        views, parameters["password_hash"] = [COUNT_VIEW], None
+        if client_id is not None:
+            views.append(ADD_FOOTPRINT)
+            parameters["password_hash"] = row.client_password_hash
+        (counted, *_), _ = write_together(views, parameters)
+        if not counted:  # deleted by an admin meanwhile
+            raise movie_not_found()
+
     body = load_cards([movie_id]).get(movie_id)
     if body is None:  # deleted by an admin meanwhile
         raise movie_not_found()
     body.update(movie_counts_json(row))
+    if to_count:
+        body["click_count"] += 1  # counted after the read
     body["my_rating"] = row.my_rating if client_id is not None else None
     body["related"] = _related_cards(movie_id)
-
-    # HEAD (link prefetchers, monitors) shows the page without counting a view.
-    if request.method != "HEAD":
-        if not _count_view(movie_id, client_id):  # deleted by an admin meanwhile
-            raise movie_not_found()
-        body["click_count"] += 1
     return jsonify(body)
 
 

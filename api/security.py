@@ -130,6 +130,17 @@ def claimed_client_id():
     return session.get(SESSION_KEYS["client"])
 
 
+# Password hashes that sessions were last accepted with, per client, beside the
+# session fingerprint that matched: a page may then send its writes conditioned on
+# the hash before the check has been read (api.movies.movie_detail). Bounded; a
+# process's memory only, never shown or logged.
+CHECKED_HASHES_SIZE = 10_000
+
+
+def _checked_hashes():
+    return current_app.extensions.setdefault("checked_client_hashes", {})
+
+
 def accept_client(client_id, row):
     """Check the claimed client against a row holding ``CLIENT_CHECK_COLUMNS``.
 
@@ -141,12 +152,33 @@ def accept_client(client_id, row):
         return g.current_client_id
     result = None
     password_hash = None if row is None else row.client_password_hash
+    fingerprint = str(session.get(FINGERPRINT_KEYS["client"]))
     if client_id is not None and password_hash is not None and row.client_is_active:
-        fingerprint = session.get(FINGERPRINT_KEYS["client"])
-        if hmac.compare_digest(str(fingerprint), password_fingerprint(password_hash)):
+        if hmac.compare_digest(fingerprint, password_fingerprint(password_hash)):
             result = client_id
+    checked = _checked_hashes()
+    if result is None:
+        if row is not None:  # the account was read and refused
+            checked.pop(client_id, None)
+    elif checked.get(client_id) != (fingerprint, password_hash):
+        if len(checked) >= CHECKED_HASHES_SIZE:
+            checked.clear()
+        checked[client_id] = (fingerprint, password_hash)
     g.current_client_id = result
     return result
+
+
+def checked_password_hash(client_id):
+    """Return the password hash this session was last accepted with here, or None.
+
+    Only a hint: a statement conditioned on it does nothing once the password
+    changed, and the session must still pass :func:`accept_client`.
+    """
+    entry = _checked_hashes().get(client_id)
+    fingerprint = str(session.get(FINGERPRINT_KEYS["client"]))
+    if entry is None or not hmac.compare_digest(entry[0], fingerprint):
+        return None
+    return entry[1]
 
 
 def current_client_id():

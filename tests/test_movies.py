@@ -14,7 +14,7 @@ from api_data import (
 from sqlalchemy import event, func, select
 from sqlalchemy.engine import Engine
 
-from models import Footprint, Movie, Rating, db, dispose_engines
+from models import Client, Footprint, Movie, Rating, db, dispose_engines
 
 pytestmark = pytest.mark.usefixtures("json_secret_scan")
 
@@ -280,6 +280,49 @@ def test_a_view_is_counted_with_its_footprint_or_not_at_all(
     assert count_rows(seeded, Footprint, client_id=user["id"]) == 2
 
 
+def test_a_session_ended_elsewhere_sees_films_as_a_visitor(seeded, auth):
+    browser = seeded.test_client()
+    user = auth.register_and_login(browser, "viewer", "first-pass-1")
+    browser.put("/api/movies/4/rating", json={"rating": 2})
+    for _ in range(2):  # the second view takes the one-transaction path
+        assert browser.get("/api/movies/detail/4").get_json()["my_rating"] == 2
+    other_device = seeded.test_client()
+    auth.login(other_device, "viewer", "first-pass-1")
+    changed = other_device.put(
+        "/api/auth/password",
+        json={"old_password": "first-pass-1", "new_password": "second-pass-2"},
+    )
+    assert changed.status_code == 200
+
+    body = browser.get("/api/movies/detail/4").get_json()
+
+    # Counted as a visitor's click: no rating shown, no footprint written.
+    assert body["my_rating"] is None
+    assert body["click_count"] == 3
+    assert count_rows(seeded, Footprint, client_id=user["id"]) == 2
+    assert browser.get("/api/auth/me").status_code == 401
+    # The device that changed the password goes on as the client.
+    body = other_device.get("/api/movies/detail/4").get_json()
+    assert (body["my_rating"], body["click_count"]) == (2, 4)
+    assert count_rows(seeded, Footprint, client_id=user["id"]) == 3
+
+
+def test_a_disabled_account_sees_films_as_a_visitor(seeded, auth):
+    browser = seeded.test_client()
+    user = auth.register_and_login(browser)
+    browser.get("/api/movies/detail/5")
+    browser.get("/api/movies/detail/5")
+    with seeded.app_context():
+        db.session.get(Client, user["id"]).is_active = False
+        db.session.commit()
+
+    body = browser.get("/api/movies/detail/5").get_json()
+
+    assert body["click_count"] == 3
+    assert body["my_rating"] is None
+    assert count_rows(seeded, Footprint, client_id=user["id"]) == 2
+
+
 def test_detail_of_an_unknown_film_is_404(seeded_client):
     response = seeded_client.get("/api/movies/detail/999")
     assert response.status_code == 404
@@ -303,7 +346,8 @@ def test_detail_runs_at_most_five_statements(ml_app, ml_client, auth, logged_in)
         ml_app, lambda: ml_client.get("/api/movies/detail/50")
     )
     assert len(response.get_json()["related"]) == 6
-    # The film row (with the session check), the click, and the client's footprint.
+    # The click, the client's footprint, and the film's counts with the session
+    # check, read after them in the same transaction.
     assert n_statements == (3 if logged_in else 2)
 
 
