@@ -300,13 +300,14 @@ def write_together(statements, parameters, read=None):
 
     Every statement takes its parameters from the one mapping. On MySQL the whole
     transaction (START TRANSACTION, the statements, the read, COMMIT) goes to the
-    server in one packet: one round trip and one log flush. Elsewhere the
-    statements run in turn and the connection commits them.
+    server in one packet: one round trip and one log flush; a single write needs
+    no transaction there (it commits itself and the read follows it in the same
+    packet). Elsewhere the statements run in turn and the connection commits them.
 
     Args:
         statements: Core INSERT/UPDATE/DELETE statements, run in this order.
         parameters: Their bound values, by name.
-        read: A SELECT run last in the same transaction (it sees the writes).
+        read: A SELECT run last, after the writes (it sees them).
 
     Returns:
         ([row count of each statement], the read's first row or None).
@@ -327,24 +328,24 @@ def write_together(statements, parameters, read=None):
                 cursor.mogrify(step.sql, step.parameters(parameters))
                 for step in steps + ([last] if last else [])
             ]
-            if len(filled) == 1 and last is None:
-                sql = filled[0]  # a statement alone commits itself (autocommit)
-                _notify(engine, cursor, sql, None)
-                cursor.execute(sql)
-                counts = [cursor.rowcount]
-            else:
-                sql = ";".join(["START TRANSACTION", *filled, "COMMIT"])
-                _notify(engine, cursor, sql, None)
-                cursor.execute(sql)  # its first result is START TRANSACTION's
-                counts = []
-                for _ in steps:
+            # A write alone commits itself (autocommit), and a read sent after it
+            # sees it: no transaction needed. Several writes go in one.
+            alone = len(steps) == 1
+            sql = ";".join(
+                filled if alone else ["START TRANSACTION", *filled, "COMMIT"]
+            )
+            _notify(engine, cursor, sql, None)
+            cursor.execute(sql)  # its first result: the write's, or START's
+            counts = []
+            for index in range(len(steps)):
+                if index or not alone:
                     cursor.nextset()
-                    counts.append(cursor.rowcount)
-                if last is not None:
-                    cursor.nextset()
-                    first = cursor.fetchone()
-                while cursor.nextset():  # COMMIT's
-                    pass
+                counts.append(cursor.rowcount)
+            if last is not None:
+                cursor.nextset()
+                first = cursor.fetchone()
+            while cursor.nextset():  # COMMIT's, if any
+                pass
         else:
             counts = []
             for step in steps:
