@@ -138,6 +138,7 @@ def load_settings(environ=None, *, load_dotenv_file=True):
         "PORT": _int(env, "PORT", 5000),
         "WORKERS": _int(env, "WEB_CONCURRENCY", 2),
         "THREADS": _int(env, "GUNICORN_THREADS", 1),
+        "WARM_UP": _bool(env.get("GUNICORN_WARM_UP"), True),
         "LLM_API_KEY": env.get("LLM_API_KEY") or None,
         "LLM_BASE_URL": env.get("LLM_BASE_URL") or DASHSCOPE_BASE_URL,
         "LLM_MODEL": env.get("LLM_MODEL") or "qwen-plus",

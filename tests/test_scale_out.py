@@ -111,6 +111,20 @@ def two_instances(tmp_path_factory):
         process.wait(timeout=20)
 
 
+def test_warming_up_before_the_fork_counts_no_view(two_instances):
+    from sqlalchemy import create_engine, text
+
+    # Each master served 84 pages (film pages among them) before forking.
+    engine = create_engine(mysql_url("_scale"))
+    with engine.connect() as conn:
+        clicks = conn.scalar(text("SELECT SUM(click_count) FROM movie"))
+        footprints = conn.scalar(text("SELECT COUNT(*) FROM footprint"))
+    engine.dispose()
+    assert (clicks, footprints) == (0, 0)
+    answer = requests.get(f"{two_instances[0]}/api/movies/detail/1", timeout=5)
+    assert answer.json()["click_count"] == 1
+
+
 def test_session_made_on_one_instance_is_accepted_by_the_other(two_instances):
     first, second = two_instances
     http = requests.Session()
