@@ -502,11 +502,27 @@ def ensure_admin(conn, username, password):
     return generated
 
 
+# Indexes older versions created and this one dropped, by table.
+OBSOLETE_INDEXES = {"movie": ("ix_movie_click_count",)}
+
+
 def upgrade_schema(engine):
-    """Add the nullable columns and indexes newer models have to an older database."""
+    """Bring an older database to the models: add the nullable columns and indexes
+    newer models have, and drop the indexes they no longer want."""
     inspector = inspect(engine)
     quote = engine.dialect.identifier_preparer.quote
     with engine.begin() as conn:
+        for table_name, names in OBSOLETE_INDEXES.items():
+            present = {index["name"] for index in inspector.get_indexes(table_name)}
+            for name in names:
+                if name in present:
+                    on_table = (
+                        f" ON {quote(table_name)}"
+                        if engine.dialect.name == "mysql"
+                        else ""
+                    )
+                    conn.execute(text(f"DROP INDEX {quote(name)}{on_table}"))
+                    logger.info("dropped index %s", name)
         for table in db.metadata.sorted_tables:
             present = {column["name"] for column in inspector.get_columns(table.name)}
             for column in table.columns:

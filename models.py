@@ -398,8 +398,9 @@ def _default_year(context):
 
 class Movie(db.Model):
     __tablename__ = "movie"
+    # No index on click_count: every film page bumps it, and an index would be
+    # rewritten with each click; only the admin's top-ten chart sorts by it.
     __table_args__ = (
-        Index("ix_movie_click_count", "click_count"),
         Index("ix_movie_score", "score"),
         Index("ix_movie_release_date", "release_date"),
         Index("ix_movie_year", "year"),

@@ -226,7 +226,7 @@ def register_blueprints(app):
 
     from api import admin, auth, chat, movies, posters
     from api.schemas import ErrorSchema
-    from api.security import check_origin
+    from api.security import VerifiedCookieSessions, check_origin
 
     for key, value in {
         "API_TITLE": "MovieRec API",
@@ -243,6 +243,7 @@ def register_blueprints(app):
     api = OpenApi(app)
     api.register_converter(IdConverter, integerconverter2paramschema)
     app.extensions["openapi"] = api
+    app.session_interface = VerifiedCookieSessions()
     app.before_request(check_origin)
     app.before_request(check_json_body)
 

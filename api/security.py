@@ -14,13 +14,16 @@ browser sends ``Origin`` it must be this site or one of ``CORS_ORIGINS``.
 import functools
 import hashlib
 import hmac
+import time
 from urllib.parse import urlsplit
 
 from flask import current_app, g, request, session
+from flask.sessions import SecureCookieSessionInterface
+from itsdangerous import BadSignature
 from sqlalchemy import bindparam, select
 
 from api import ApiError
-from models import Admin, Client, db
+from models import Admin, Client, db, read_row
 
 ROLES = ("client", "admin")
 SESSION_KEYS = {"client": "client_id", "admin": "admin_id"}
@@ -49,6 +52,50 @@ def check_origin():
     return None
 
 
+class VerifiedCookieSessions(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, remembering the cookies already verified.
+
+    Checking a cookie's signature (and building the signer) is a fixed cost on
+    every logged-in request; a cookie seen before is looked up instead, and its
+    age is still checked against the session lifetime. Only sessions of plain
+    values are remembered, so no request can change another's copy. Bounded, per
+    process; a new secret key starts afresh.
+    """
+
+    CACHE_SIZE = 10_000
+
+    def __init__(self):
+        self._verified = {}
+
+    def open_session(self, app, request):
+        value = request.cookies.get(self.get_cookie_name(app))
+        if not value or not app.secret_key:
+            return super().open_session(app, request)
+        max_age = int(app.permanent_session_lifetime.total_seconds())
+        key = (app.secret_key, tuple(app.config["SECRET_KEY_FALLBACKS"] or ()), value)
+        known = self._verified.get(key)
+        if known is not None:
+            data, signed_at = known
+            if 0 <= int(time.time()) - signed_at <= max_age:
+                return self.session_class(data)
+            del self._verified[key]
+            return self.session_class()
+        try:
+            data, signed_at = self.get_signing_serializer(app).loads(
+                value, max_age=max_age, return_timestamp=True
+            )
+        except BadSignature:
+            return self.session_class()
+        if isinstance(data, dict) and all(
+            isinstance(item, (str, int, float, bool, type(None)))
+            for item in data.values()
+        ):
+            if len(self._verified) >= self.CACHE_SIZE:
+                self._verified.clear()
+            self._verified[key] = (dict(data), int(signed_at.timestamp()))
+        return self.session_class(data)
+
+
 def _origin_allowed(origin):
     if origin in current_app.config["CORS_ORIGINS"]:
         return True
@@ -71,6 +118,7 @@ def start_session(role, account):
     session[SESSION_KEYS[role]] = account.id
     session[FINGERPRINT_KEYS[role]] = password_fingerprint(account.password_hash)
     g.pop("current_accounts", None)
+    g.pop("admin_session_valid", None)
 
 
 def refresh_session(role, account):
@@ -82,6 +130,7 @@ def end_session():
     g.pop("current_client_id", None)
     session.clear()
     g.pop("current_accounts", None)
+    g.pop("admin_session_valid", None)
 
 
 def current_account(role):
@@ -214,11 +263,36 @@ def require_client():
     return client
 
 
+# What the admin guard needs to trust an admin session, as one plain column.
+ADMIN_AUTH = select(Admin.__table__.c.password_hash).where(
+    Admin.__table__.c.id == bindparam("admin_id")
+)
+
+
+def admin_session_valid():
+    """Whether the session names an admin whose password is unchanged.
+
+    The checks of ``current_account("admin")`` on one plain row, read without a
+    transaction (every admin route runs it first); cached for the request.
+    """
+    if "admin_session_valid" in g:
+        return g.admin_session_valid
+    admin_id = session.get(SESSION_KEYS["admin"])
+    valid = False
+    if admin_id is not None:
+        row = read_row(ADMIN_AUTH, {"admin_id": admin_id})
+        valid = row is not None and hmac.compare_digest(
+            str(session.get(FINGERPRINT_KEYS["admin"])),
+            password_fingerprint(row.password_hash),
+        )
+    g.admin_session_valid = valid
+    return valid
+
+
 def require_admin():
-    """Return the logged-in admin or raise 401 (logged out) / 403 (a client)."""
-    admin = current_account("admin")
-    if admin is not None:
-        return admin
+    """Raise 401 (logged out) or 403 (a client) unless an admin is logged in."""
+    if admin_session_valid():
+        return
     if current_account("client") is not None:
         raise ApiError(403, "admin_required", "需要管理员权限")
     raise ApiError(401, "login_required", "请先登录")

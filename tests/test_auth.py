@@ -184,6 +184,35 @@ def test_logout_ends_the_session(client, auth):
     assert me.get_json()["error"]["code"] == "login_required"
 
 
+def test_a_remembered_session_cookie_still_expires_and_tampering_fails(
+    app, client, auth, monkeypatch
+):
+    import time
+
+    import api.security
+
+    auth.register_and_login(client, "alice")
+    assert client.get("/api/auth/me").status_code == 200  # verified, remembered
+    cookie = client.get_cookie("session").value
+
+    # One byte changed in the payload: not the remembered cookie, and its
+    # signature fails.
+    forged = ("A" if cookie[0] != "A" else "B") + cookie[1:]
+    other = app.test_client()
+    other.set_cookie("session", forged)
+    refused = other.get("/api/auth/me")
+    assert refused.status_code == 401
+    assert refused.get_json()["error"]["code"] == "login_required"
+
+    # Past the session lifetime the remembered cookie is refused too.
+    lifetime = app.permanent_session_lifetime.total_seconds()
+    later = time.time() + lifetime + 60
+    monkeypatch.setattr(api.security.time, "time", lambda: later)
+    expired = client.get("/api/auth/me")
+    assert expired.status_code == 401
+    assert expired.get_json()["error"]["code"] == "login_required"
+
+
 def test_password_change(app, client, auth):
     auth.register_and_login(client, "alice", "first-pass-1")
     other_device = app.test_client()
