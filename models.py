@@ -572,6 +572,10 @@ class Client(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Raised in the transaction of every change to the client's ratings (theirs, or
+    # a rated film deleted): the home page reuses its recommendations while this and
+    # the latest view are unchanged. Null (an older database) counts as 0.
+    ratings_version: Mapped[int | None] = mapped_column(Integer, default=0)
     age: Mapped[int | None] = mapped_column(SmallInteger)
     gender: Mapped[str | None] = mapped_column(String(1))
     occupation: Mapped[str | None] = mapped_column(String(32))
@@ -594,6 +598,25 @@ class Client(db.Model):
             "last_login_at": iso(self.last_login_at),
             "is_active": bool(self.is_active),
         }
+
+
+def ratings_changed(client_ids):
+    """Return the UPDATE that marks these clients' ratings as changed.
+
+    ``client_ids`` is an id or a subquery of ids; run it in the transaction that
+    changes the ratings.
+    """
+    where = (
+        Client.id.in_(client_ids)
+        if hasattr(client_ids, "subquery")
+        else Client.id == client_ids
+    )
+    return (
+        update(Client)
+        .where(where)
+        .values(ratings_version=func.coalesce(Client.ratings_version, 0) + 1)
+        .execution_options(synchronize_session=False)
+    )
 
 
 class Admin(db.Model):

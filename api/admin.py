@@ -42,6 +42,7 @@ from models import (
     db,
     film_year,
     iso,
+    ratings_changed,
     read_row,
     utcnow,
 )
@@ -281,6 +282,8 @@ def update_movie(data, movie_id):
 @bp.alt_response(200, schema=DeletedSchema, success=True)
 def delete_movie(movie_id):
     """Delete a film with its ratings and footprints."""
+    raters = select(Rating.client_id).where(Rating.movie_id == movie_id)
+    db.session.execute(ratings_changed(raters))
     db.session.execute(delete(Rating).where(Rating.movie_id == movie_id))
     db.session.execute(delete(Footprint).where(Footprint.movie_id == movie_id))
     deleted = db.session.execute(delete(Movie).where(Movie.id == movie_id)).rowcount

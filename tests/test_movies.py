@@ -213,6 +213,40 @@ def test_client_home_is_reused_until_the_history_changes(ml_app, ml_client, auth
     assert n_statements == 3  # the check, then the ratings and the recent views
 
 
+def test_deleting_a_rated_film_renews_its_raters_home(ml_app, ml_client, auth):
+    user = auth.register_and_login(ml_client)
+    ml_client.put("/api/movies/50/rating", json={"rating": 5})
+    ml_client.get("/api/movies/home")
+    n_statements, _ = count_statements(
+        ml_app, lambda: ml_client.get("/api/movies/home")
+    )
+    assert n_statements == 1  # reused
+
+    admin = ml_app.test_client()
+    auth.login_admin(admin)
+    added = admin.post("/api/admin/movies", json={"title": "Scratch (2024)"})
+    film = added.get_json()["id"]
+    assert (
+        ml_client.put(f"/api/movies/{film}/rating", json={"rating": 4}).status_code
+        == 201
+    )
+    ml_client.get("/api/movies/home")
+    with ml_app.app_context():
+        version = db.session.get(Client, user["id"]).ratings_version
+
+    assert admin.delete(f"/api/admin/movies/{film}").get_json() == {"deleted": 1}
+    with ml_app.app_context():
+        assert db.session.get(Client, user["id"]).ratings_version == version + 1
+    ml_app.test_client().get("/api/movies/home")  # a visitor reloads the catalogue
+    # The rating went with the film: the page is computed again from what is left.
+    n_statements, response = count_statements(
+        ml_app, lambda: ml_client.get("/api/movies/home")
+    )
+    assert n_statements == 3
+    assert film not in ids_of(response.get_json()["recs"])
+    assert 50 not in ids_of(response.get_json()["recs"])  # still rated
+
+
 # Detail ---------------------------------------------------------------------------
 
 
