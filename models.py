@@ -572,10 +572,11 @@ class Client(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
-    # Raised in the transaction of every change to the client's ratings (theirs, or
-    # a rated film deleted): the home page reuses its recommendations while this and
-    # the latest view are unchanged. Null (an older database) counts as 0.
-    ratings_version: Mapped[int | None] = mapped_column(Integer, default=0)
+    # Raised in the transaction of every change to the client's history other than a
+    # new view (a rating set, changed or removed, a rated film deleted, the views
+    # cleared): the home page reuses its recommendations while this and the latest
+    # view are unchanged. Null (an older database) counts as 0.
+    history_version: Mapped[int | None] = mapped_column(Integer, default=0)
     age: Mapped[int | None] = mapped_column(SmallInteger)
     gender: Mapped[str | None] = mapped_column(String(1))
     occupation: Mapped[str | None] = mapped_column(String(32))
@@ -600,11 +601,11 @@ class Client(db.Model):
         }
 
 
-def ratings_changed(client_ids):
-    """Return the UPDATE that marks these clients' ratings as changed.
+def history_changed(client_ids):
+    """Return the UPDATE that marks these clients' histories as changed.
 
     ``client_ids`` is an id or a subquery of ids; run it in the transaction that
-    changes the ratings.
+    changes their ratings or clears their views.
     """
     where = (
         Client.id.in_(client_ids)
@@ -614,7 +615,7 @@ def ratings_changed(client_ids):
     return (
         update(Client)
         .where(where)
-        .values(ratings_version=func.coalesce(Client.ratings_version, 0) + 1)
+        .values(history_version=func.coalesce(Client.history_version, 0) + 1)
         .execution_options(synchronize_session=False)
     )
 

@@ -1370,6 +1370,8 @@ class PackHolder:
         self.check_interval = check_interval
         self.pack = None
         self.error = None
+        # Counts the packs loaded: tells them apart where id() could repeat.
+        self.generation = 0
         self._signature = None
         self._failed_signature = None
         self._checked_at = None
@@ -1424,6 +1426,7 @@ class PackHolder:
             )
             return
         self.pack = pack
+        self.generation += 1
         self.error = None
         self._signature = signature
         self._failed_signature = None

@@ -41,8 +41,8 @@ from models import (
     Rating,
     db,
     film_year,
+    history_changed,
     iso,
-    ratings_changed,
     read_row,
     utcnow,
 )
@@ -283,7 +283,7 @@ def update_movie(data, movie_id):
 def delete_movie(movie_id):
     """Delete a film with its ratings and footprints."""
     raters = select(Rating.client_id).where(Rating.movie_id == movie_id)
-    db.session.execute(ratings_changed(raters))
+    db.session.execute(history_changed(raters))
     db.session.execute(delete(Rating).where(Rating.movie_id == movie_id))
     db.session.execute(delete(Footprint).where(Footprint.movie_id == movie_id))
     deleted = db.session.execute(delete(Movie).where(Movie.id == movie_id)).rowcount

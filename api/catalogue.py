@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 # Popularity and the counts on list cards drift with every click and rating; the
 # index reloads on this TTL. Film edits are seen at once through the version.
-DEFAULT_TTL = 60
+DEFAULT_TTL = 300
 # Up to this many films, every card is built when the index loads; beyond it, cards
 # are read on first use and kept until the next reload.
 PREFILL_CARDS = 20_000

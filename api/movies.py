@@ -6,6 +6,7 @@ popularity (:mod:`api.catalogue`). Film cards are loaded in one query per respon
 """
 
 import logging
+import time
 
 from flask import current_app, jsonify, request
 from flask_smorest import Blueprint
@@ -57,9 +58,9 @@ from models import (
     damped_score,
     db,
     genre_name,
+    history_changed,
     iso,
     movie_counts_json,
-    ratings_changed,
     read_row,
     rescore_movies,
     utcnow,
@@ -113,6 +114,14 @@ def cards_with_reasons(picks, limit, cards_by_id=None):
 def _pack():
     holder = current_app.extensions.get("recommender")
     return holder.get() if holder is not None else None
+
+
+def _pack_identity():
+    """Tell loaded packs apart (an id alone can come back after a reload)."""
+    holder = current_app.extensions.get("recommender")
+    if holder is None:
+        return None
+    return id(holder.get()), getattr(holder, "generation", None)
 
 
 def _known(picks):
@@ -191,9 +200,12 @@ FOOTPRINT = Footprint.__table__
 
 
 # The client's session check and a fingerprint of their history, in one statement:
-# the version their ratings are at (raised with every new, changed or removed
-# rating) and their latest view, both read from one row or one index entry, however
-# long the history. A cached home page is reused only while both still hold.
+# the version of their history (raised with every rating change and when their
+# views are cleared) and their latest view, both read from one row or one index
+# entry, however long the history. A cached home page is reused only while both
+# still hold, for the same account (a deleted client's id can come back on
+# SQLite) and for at most CATALOGUE_TTL seconds: two views of one client
+# committing out of order can leave the latest id unchanged.
 def _as_text(value):
     return func.coalesce(cast(value, String), literal_column("'0'", String))
 
@@ -203,7 +215,7 @@ HOME_CHECK = select(
     # One text column: PyMySQL spends more on each column's description than on
     # its value.
     (
-        _as_text(CLIENT.c.ratings_version)
+        _as_text(CLIENT.c.history_version)
         + literal_column("','", String)
         + _as_text(
             select(func.max(FOOTPRINT.c.id))
@@ -267,22 +279,29 @@ def _personal_cache():
 @bp.alt_response(200, schema=HomeSchema, success=True)
 def home():
     """Twelve films: personal for clients with a history, a varied mix otherwise."""
-    client_id, token = claimed_client_id(), None
+    client_id, row = claimed_client_id(), None
     if client_id is not None:
         row = read_row(HOME_CHECK, {"client_id": client_id})
         client_id = accept_client(client_id, row)
-        token = None if client_id is None else row.history
     if client_id is None:
         return jsonify(
             {"recs": cards_with_reasons(_visitor_picks(HOME_SIZE), HOME_SIZE)}
         )
 
     # Recommending costs more than the rest of the page: reuse this process's last
-    # answer for the client while their history and the model are unchanged.
-    key = (token, id(_pack()), current_app.config["RECOMMENDER"])
+    # answer for the client while their history (see HOME_CHECK), their account
+    # and the model are unchanged. Kept in this process's memory only.
+    key = (
+        row.history,
+        row.client_password_hash,
+        _pack_identity(),
+        current_app.config["RECOMMENDER"],
+    )
+    now = time.monotonic()
     cache = _personal_cache()
     cached = cache.get(client_id)
-    if cached is not None and cached[0] == key:
+    fresh_since = now - current_app.config["CATALOGUE_TTL"]
+    if cached is not None and cached[0] == key and cached[2] >= fresh_since:
         picks = cached[1]
     else:
         picks, rated = [], set()
@@ -295,7 +314,7 @@ def home():
             picks += _visitor_picks(HOME_SIZE - len(picks), exclude=taken)
         if len(cache) >= PERSONAL_CACHE_SIZE:
             cache.clear()
-        cache[client_id] = (key, picks)
+        cache[client_id] = (key, picks, now)
     return jsonify({"recs": cards_with_reasons(picks, HOME_SIZE)})
 
 
@@ -344,7 +363,7 @@ def _related_cards(movie_id):
         related = _related_picks(movie_id, RELATED_SIZE)
         return cards_with_reasons(related, RELATED_SIZE)
 
-    key = ("related", movie_id, id(_pack()))
+    key = ("related", movie_id, _pack_identity())
     return get_catalogue().remembered(key, build)
 
 
@@ -521,7 +540,7 @@ def rate_movie(data, movie_id):
         )
         db.session.flush()
     refresh_movie_rating([movie_id])
-    db.session.execute(ratings_changed(client.id))
+    db.session.execute(history_changed(client.id))
     body = _rating_result(
         movie_id, rating=data["rating"], rated_at=iso(now), created=not changed
     )
@@ -544,7 +563,7 @@ def unrate_movie(movie_id):
         db.session.rollback()
         raise ApiError(404, "rating_not_found", "你还没有给这部电影评分")
     refresh_movie_rating([movie_id])
-    db.session.execute(ratings_changed(client.id))
+    db.session.execute(history_changed(client.id))
     body = _rating_result(movie_id, rating=None, rated_at=None, created=False)
     db.session.commit()
 
@@ -642,6 +661,8 @@ def clear_history():
     deleted = db.session.execute(
         delete(Footprint).where(Footprint.client_id == client.id)
     ).rowcount
+    # SQLite may give the next view the id of the latest one deleted here.
+    db.session.execute(history_changed(client.id))
     db.session.commit()
 
     return jsonify({"deleted": deleted})

@@ -78,7 +78,7 @@ class VerifiedCookieSessions(SecureCookieSessionInterface):
             data, signed_at = known
             if 0 <= int(time.time()) - signed_at <= max_age:
                 return self.session_class(data)
-            del self._verified[key]
+            self._verified.pop(key, None)  # another thread may have dropped it
             return self.session_class()
         try:
             data, signed_at = self.get_signing_serializer(app).loads(

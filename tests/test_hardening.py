@@ -99,14 +99,14 @@ def test_upgrade_adds_the_year_column_to_an_older_database(tmp_path):
     with engine.begin() as conn:
         conn.execute(text("DROP INDEX ix_movie_year"))
         conn.execute(text("ALTER TABLE movie DROP COLUMN year"))
-        conn.execute(text("ALTER TABLE client DROP COLUMN ratings_version"))
+        conn.execute(text("ALTER TABLE client DROP COLUMN history_version"))
         # Older versions indexed click_count, which every film page rewrites.
         conn.execute(text("CREATE INDEX ix_movie_click_count ON movie (click_count)"))
     upgrade_schema(engine)
     inspector = inspect(engine)
     assert "year" in {column["name"] for column in inspector.get_columns("movie")}
     client_columns = {column["name"] for column in inspector.get_columns("client")}
-    assert "ratings_version" in client_columns
+    assert "history_version" in client_columns
     indexes = {index["name"] for index in inspector.get_indexes("movie")}
     assert "ix_movie_year" in indexes
     assert "ix_movie_click_count" not in indexes

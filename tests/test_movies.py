@@ -232,11 +232,11 @@ def test_deleting_a_rated_film_renews_its_raters_home(ml_app, ml_client, auth):
     )
     ml_client.get("/api/movies/home")
     with ml_app.app_context():
-        version = db.session.get(Client, user["id"]).ratings_version
+        version = db.session.get(Client, user["id"]).history_version
 
     assert admin.delete(f"/api/admin/movies/{film}").get_json() == {"deleted": 1}
     with ml_app.app_context():
-        assert db.session.get(Client, user["id"]).ratings_version == version + 1
+        assert db.session.get(Client, user["id"]).history_version == version + 1
     ml_app.test_client().get("/api/movies/home")  # a visitor reloads the catalogue
     # The rating went with the film: the page is computed again from what is left.
     n_statements, response = count_statements(
@@ -245,6 +245,70 @@ def test_deleting_a_rated_film_renews_its_raters_home(ml_app, ml_client, auth):
     assert n_statements == 3
     assert film not in ids_of(response.get_json()["recs"])
     assert 50 not in ids_of(response.get_json()["recs"])  # still rated
+
+
+VISITOR_REASONS = {"热门电影,很多人看过", "随机发现,换换口味"}
+
+
+def personal_picks(response):
+    """The personal part of a home page (the visitor filler is random)."""
+    recs = response.get_json()["recs"]
+    return [(c["id"], c["reason"]) for c in recs if c["reason"] not in VISITOR_REASONS]
+
+
+def computed_afresh(app, client):
+    app.extensions.get("personal_home_cache", {}).clear()
+    return personal_picks(client.get("/api/movies/home"))
+
+
+def test_clearing_history_then_viewing_again_renews_home(seeded, auth):
+    client = seeded.test_client()
+    auth.register_and_login(client)
+    client.get("/api/movies/detail/4")  # Toy Story
+    client.get("/api/movies/home")
+    assert client.delete("/api/me/history").get_json() == {"deleted": 1}
+    client.get("/api/movies/detail/9")  # Heat (SQLite may reuse the deleted id)
+
+    served = personal_picks(client.get("/api/movies/home"))
+    assert served == computed_afresh(seeded, client)
+    assert served and all(reason == "因为你喜欢动作类电影" for _, reason in served)
+
+
+def test_a_reused_client_id_never_gets_the_old_accounts_home(seeded, auth):
+    first = seeded.test_client()
+    old = auth.register_and_login(first)
+    first.put("/api/movies/3/rating", json={"rating": 5})  # Alien: sci-fi
+    first.get("/api/movies/home")
+    admin = seeded.test_client()
+    auth.login_admin(admin, ADMIN_USERNAME, ADMIN_PASSWORD)
+    assert admin.delete(f"/api/admin/clients/{old['id']}").status_code == 200
+
+    second = seeded.test_client()
+    auth.register_and_login(second)  # on SQLite it may get the deleted id back
+    second.put("/api/movies/10/rating", json={"rating": 5})  # a Western
+    served = personal_picks(second.get("/api/movies/home"))
+    assert served == computed_afresh(seeded, second)
+    assert all("科幻" not in reason for _, reason in served)
+
+
+def test_a_cached_client_home_is_recomputed_after_the_catalogue_ttl(
+    ml_app, ml_client, auth
+):
+    user = auth.register_and_login(ml_client)
+    ml_client.put("/api/movies/50/rating", json={"rating": 5})
+    ml_client.get("/api/movies/home")
+    n_statements, _ = count_statements(
+        ml_app, lambda: ml_client.get("/api/movies/home")
+    )
+    assert n_statements == 1
+
+    cache = ml_app.extensions["personal_home_cache"]
+    key, picks, made_at = cache[user["id"]]
+    cache[user["id"]] = (key, picks, made_at - ml_app.config["CATALOGUE_TTL"] - 1)
+    n_statements, _ = count_statements(
+        ml_app, lambda: ml_client.get("/api/movies/home")
+    )
+    assert n_statements == 3  # the check, then the ratings and the recent views
 
 
 # Detail ---------------------------------------------------------------------------
