@@ -604,17 +604,12 @@ class Client(db.Model):
 def history_changed(client_ids):
     """Return the UPDATE that marks these clients' histories as changed.
 
-    ``client_ids`` is an id or a subquery of ids; run it in the transaction that
-    changes their ratings or clears their views.
+    ``client_ids`` is a list of ids or a SELECT of them; run it in the transaction
+    that changes their ratings or clears their views.
     """
-    where = (
-        Client.id.in_(client_ids)
-        if hasattr(client_ids, "subquery")
-        else Client.id == client_ids
-    )
     return (
         update(Client)
-        .where(where)
+        .where(Client.id.in_(client_ids))
         .values(history_version=func.coalesce(Client.history_version, 0) + 1)
         .execution_options(synchronize_session=False)
     )

@@ -540,7 +540,7 @@ def rate_movie(data, movie_id):
         )
         db.session.flush()
     refresh_movie_rating([movie_id])
-    db.session.execute(history_changed(client.id))
+    db.session.execute(history_changed([client.id]))
     body = _rating_result(
         movie_id, rating=data["rating"], rated_at=iso(now), created=not changed
     )
@@ -563,7 +563,7 @@ def unrate_movie(movie_id):
         db.session.rollback()
         raise ApiError(404, "rating_not_found", "你还没有给这部电影评分")
     refresh_movie_rating([movie_id])
-    db.session.execute(history_changed(client.id))
+    db.session.execute(history_changed([client.id]))
     body = _rating_result(movie_id, rating=None, rated_at=None, created=False)
     db.session.commit()
 
@@ -662,7 +662,7 @@ def clear_history():
         delete(Footprint).where(Footprint.client_id == client.id)
     ).rowcount
     # SQLite may give the next view the id of the latest one deleted here.
-    db.session.execute(history_changed(client.id))
+    db.session.execute(history_changed([client.id]))
     db.session.commit()
 
     return jsonify({"deleted": deleted})

@@ -110,15 +110,26 @@ def password_fingerprint(password_hash):
     return digest.hexdigest()[:16]
 
 
+def session_matches(role, password_hash):
+    """Whether the session's ``role`` fingerprint was made from this password hash."""
+    return hmac.compare_digest(
+        str(session.get(FINGERPRINT_KEYS[role])), password_fingerprint(password_hash)
+    )
+
+
+def _forget_request_checks():
+    """Drop this request's cached session checks (the session just changed)."""
+    for name in ("current_client_id", "current_accounts", "admin_session_valid"):
+        g.pop(name, None)
+
+
 def start_session(role, account):
     """Log ``account`` in as ``role`` in a fresh session (no session fixation)."""
-    g.pop("current_client_id", None)
     session.clear()
     session.permanent = True
     session[SESSION_KEYS[role]] = account.id
     session[FINGERPRINT_KEYS[role]] = password_fingerprint(account.password_hash)
-    g.pop("current_accounts", None)
-    g.pop("admin_session_valid", None)
+    _forget_request_checks()
 
 
 def refresh_session(role, account):
@@ -127,10 +138,8 @@ def refresh_session(role, account):
 
 
 def end_session():
-    g.pop("current_client_id", None)
     session.clear()
-    g.pop("current_accounts", None)
-    g.pop("admin_session_valid", None)
+    _forget_request_checks()
 
 
 def current_account(role):
@@ -143,10 +152,7 @@ def current_account(role):
     if account_id is not None:
         model = Client if role == "client" else Admin
         account = db.session.get(model, account_id)
-        fingerprint = session.get(FINGERPRINT_KEYS[role])
-        if account is None or not hmac.compare_digest(
-            str(fingerprint), password_fingerprint(account.password_hash)
-        ):
+        if account is None or not session_matches(role, account.password_hash):
             account = None
     cache[role] = account
     return account
@@ -203,7 +209,7 @@ def accept_client(client_id, row):
     password_hash = None if row is None else row.client_password_hash
     fingerprint = str(session.get(FINGERPRINT_KEYS["client"]))
     if client_id is not None and password_hash is not None and row.client_is_active:
-        if hmac.compare_digest(fingerprint, password_fingerprint(password_hash)):
+        if session_matches("client", password_hash):
             result = client_id
     checked = _checked_hashes()
     if result is None:
@@ -281,10 +287,7 @@ def admin_session_valid():
     valid = False
     if admin_id is not None:
         row = read_row(ADMIN_AUTH, {"admin_id": admin_id})
-        valid = row is not None and hmac.compare_digest(
-            str(session.get(FINGERPRINT_KEYS["admin"])),
-            password_fingerprint(row.password_hash),
-        )
+        valid = row is not None and session_matches("admin", row.password_hash)
     g.admin_session_valid = valid
     return valid
 

@@ -113,6 +113,11 @@ def start_server(url, model_path, port, workers):
     raise RuntimeError("gunicorn did not answer within 60 s")
 
 
+def cookie_header(http):
+    """Return a requests session's cookies as one Cookie header value (for wrk)."""
+    return "; ".join(f"{name}={value}" for name, value in http.cookies.items())
+
+
 def logged_in_cookie(base):
     """Register a client, give it a history, and return its session cookie header."""
     http = requests.Session()
@@ -130,7 +135,7 @@ def logged_in_cookie(base):
         ).raise_for_status()
     for movie_id in range(50, 60):
         http.get(f"{base}/api/movies/detail/{movie_id}").raise_for_status()
-    return "; ".join(f"{name}={value}" for name, value in http.cookies.items())
+    return cookie_header(http)
 
 
 def admin_stats_latency(base, args, calls=100):
@@ -149,7 +154,7 @@ def admin_stats_latency(base, args, calls=100):
         started = time.perf_counter()
         http.get(f"{base}/api/admin/stats").raise_for_status()
         timings.append((time.perf_counter() - started) * 1000)
-    cookie = "; ".join(f"{name}={value}" for name, value in http.cookies.items())
+    cookie = cookie_header(http)
     one = argparse.Namespace(threads=1, connections=1, duration=3)
     _, p50, p99, errors = run_wrk(f"{base}/api/admin/stats", one, cookie)
     if errors:
