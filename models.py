@@ -199,8 +199,9 @@ class _Compiled:
                 self.processors[name] = processor
         self.row_type = None
         self.results = ()
-        if getattr(statement, "is_select", False):
-            columns = list(statement.selected_columns)
+        # A SELECT's columns, or the RETURNING columns of a write.
+        columns = list(getattr(statement, "exported_columns", ()))
+        if columns:
             self.row_type = namedtuple(
                 "RawRow", [column.key for column in columns], rename=True
             )
@@ -243,6 +244,15 @@ def _compiled(statement, dialect):
 def _hot_engine():
     engine = reads_engine()
     return db.engine if engine is None else engine
+
+
+def insert_returning():
+    """Whether the app's database answers INSERT ... RETURNING.
+
+    MariaDB (10.5+) and SQLite (3.35+) do; MySQL does not. MariaDB's dialect knows
+    only once it has connected: until then this says no.
+    """
+    return _hot_engine().dialect.insert_returning
 
 
 def _notify(engine, cursor, sql, parameters):
@@ -305,12 +315,15 @@ def write_together(statements, parameters, read=None):
     packet). Elsewhere the statements run in turn and the connection commits them.
 
     Args:
-        statements: Core INSERT/UPDATE/DELETE statements, run in this order.
+        statements: Core INSERT/UPDATE/DELETE statements, run in this order. The
+            last may have a RETURNING clause (where the database has one) instead
+            of a read.
         parameters: Their bound values, by name.
         read: A SELECT run last, after the writes (it sees them).
 
     Returns:
-        ([row count of each statement], the read's first row or None).
+        ([row count of each statement], the first row of the read, or of the last
+        statement's RETURNING, or None).
     """
     engine = _hot_engine()
     dialect = engine.dialect
@@ -337,10 +350,15 @@ def write_together(statements, parameters, read=None):
             _notify(engine, cursor, sql, None)
             cursor.execute(sql)  # its first result: the write's, or START's
             counts = []
-            for index in range(len(steps)):
+            for index, step in enumerate(steps):
                 if index or not alone:
                     cursor.nextset()
-                counts.append(cursor.rowcount)
+                if step.row_type is None:
+                    counts.append(cursor.rowcount)
+                else:  # RETURNING: the rows written
+                    returned = cursor.fetchall()
+                    counts.append(len(returned))
+                    first = returned[0] if returned else None
             if last is not None:
                 cursor.nextset()
                 first = cursor.fetchone()
@@ -352,7 +370,12 @@ def write_together(statements, parameters, read=None):
                 sql, values = step.sql, step.parameters(parameters)
                 _notify(engine, cursor, sql, values)
                 cursor.execute(sql, values)
-                counts.append(cursor.rowcount)
+                if step.row_type is None:
+                    counts.append(cursor.rowcount)
+                else:  # RETURNING: the rows written
+                    returned = cursor.fetchall()
+                    counts.append(len(returned))
+                    first = returned[0] if returned else None
             if last is not None:
                 sql, values = last.sql, last.parameters(parameters)
                 _notify(engine, cursor, sql, values)
@@ -365,6 +388,8 @@ def write_together(statements, parameters, read=None):
         raise _database_error(engine, raw, cursor, exc, sql, values) from exc
     finally:
         raw.close()
+    if last is None and steps and steps[-1].row_type is not None:
+        last = steps[-1]
     return counts, (last.row(first) if last is not None else None)
 
 

@@ -7,6 +7,7 @@ popularity (:mod:`api.catalogue`). Film cards are loaded in one query per respon
 
 import logging
 import time
+from collections import namedtuple
 
 from flask import current_app, jsonify, request
 from flask_smorest import Blueprint
@@ -59,6 +60,7 @@ from models import (
     db,
     genre_name,
     history_changed,
+    insert_returning,
     iso,
     movie_counts_json,
     read_row,
@@ -247,10 +249,39 @@ ADD_FOOTPRINT = insert(FOOTPRINT).from_select(
         CLIENT.c.password_hash == bindparam("password_hash"),
     ),
 )
+FILM_STATE_COLUMNS = (MOVIE.c.score, MOVIE.c.rating_count, MOVIE.c.click_count)
+
+
+def _film_value(column):
+    return (
+        select(column)
+        .where(MOVIE.c.id == bindparam("movie_id"))
+        .scalar_subquery()
+        .label(column.key)
+    )
+
+
+# A client's view (where INSERT ... RETURNING exists) returns what the page shows
+# live: the film's counts, after COUNT_VIEW in the same transaction, and the
+# client's rating. A returned row means the account is active with the password
+# hash that was checked: one statement and one result fewer than a read after it.
+ADD_FOOTPRINT_RETURNING = ADD_FOOTPRINT.returning(
+    *(_film_value(column) for column in FILM_STATE_COLUMNS),
+    select(RATING.c.rating)
+    .where(
+        RATING.c.movie_id == bindparam("movie_id"),
+        RATING.c.client_id == bindparam("client_id"),
+    )
+    .scalar_subquery()
+    .label("my_rating"),
+)
+FilmStateForClient = namedtuple(
+    "FilmStateForClient",
+    "score rating_count click_count my_rating client_password_hash client_is_active",
+)
 # The film page reads what changes with every rating and click from the database
 # (with the claimed client's rating and session check); the rest of the film is its
 # cached card, which film edits invalidate everywhere (api.catalogue).
-FILM_STATE_COLUMNS = (MOVIE.c.score, MOVIE.c.rating_count, MOVIE.c.click_count)
 FILM_STATE = select(*FILM_STATE_COLUMNS).where(MOVIE.c.id == bindparam("movie_id"))
 FILM_STATE_FOR_CLIENT = (
     select(
@@ -371,41 +402,56 @@ def _related_cards(movie_id):
 @bp.alt_response(200, schema=MovieDetailSchema, success=True)
 def movie_detail(movie_id):
     """Return a film with related films; count the click and the client's view."""
-    # The hottest route of the site. Its live counts (and a client's rating and
-    # session check) are read in the transaction that counts the view, after the
-    # writes: one round trip on MariaDB. A client's footprint is conditioned on the
-    # password hash their session was last accepted with; on a first view, or after
-    # a change, the check is read first and the view counted after it.
+    # The hottest route of the site. Its live counts (and a client's rating) are
+    # read in the statements that count the view, after the writes: one round trip
+    # on MariaDB. A client's footprint is conditioned on the password hash their
+    # session was last accepted with, so the insert vouches for the session; on a
+    # first view in this worker, or after a change, the check is read first and
+    # the view counted after it.
     claimed = claimed_client_id()
     parameters = {"movie_id": movie_id, "client_id": claimed, "viewed_at": utcnow()}
-    state = FILM_STATE if claimed is None else FILM_STATE_FOR_CLIENT
-    views = [COUNT_VIEW] if claimed is None else [COUNT_VIEW, ADD_FOOTPRINT]
-    if claimed is not None:
-        parameters["password_hash"] = checked_password_hash(claimed)
     # HEAD (link prefetchers, monitors) shows the page without counting a view.
-    to_count = request.method != "HEAD"
-    if to_count and (claimed is None or parameters["password_hash"] is not None):
-        _, row = write_together(views, parameters, read=state)
-        to_count = False
+    counting = request.method != "HEAD"
+    clicked = footprinted = False
+    if claimed is None:
+        if counting:
+            (clicked,), row = write_together([COUNT_VIEW], parameters, read=FILM_STATE)
+        else:
+            row = read_row(FILM_STATE, parameters)
     else:
-        row = read_row(state, parameters)
+        row = None
+        password_hash = parameters["password_hash"] = checked_password_hash(claimed)
+        if counting and password_hash is not None:
+            if insert_returning():
+                (clicked, footprinted), row = write_together(
+                    [COUNT_VIEW, ADD_FOOTPRINT_RETURNING], parameters
+                )
+                if row is not None:
+                    row = FilmStateForClient(*row, password_hash, True)
+            else:
+                (clicked, footprinted), row = write_together(
+                    [COUNT_VIEW, ADD_FOOTPRINT], parameters, read=FILM_STATE_FOR_CLIENT
+                )
+        if row is None:  # not counted yet, the film is gone, or the account changed
+            row = read_row(FILM_STATE_FOR_CLIENT, parameters)
     client_id = None if claimed is None else accept_client(claimed, row)
     if row is None:
         raise movie_not_found()
-    if to_count:
-        views, parameters["password_hash"] = [COUNT_VIEW], None
-        if client_id is not None:
-            views.append(ADD_FOOTPRINT)
-            parameters["password_hash"] = row.client_password_hash
-        (counted, *_), _ = write_together(views, parameters)
-        if not counted:  # deleted by an admin meanwhile
+
+    views = [] if clicked or not counting else [COUNT_VIEW]
+    if counting and client_id is not None and not footprinted:
+        views.append(ADD_FOOTPRINT)
+        parameters["password_hash"] = row.client_password_hash
+    if views:
+        counts, _ = write_together(views, parameters)
+        if not counts[0]:  # deleted by an admin meanwhile
             raise movie_not_found()
 
     body = load_cards([movie_id]).get(movie_id)
     if body is None:  # deleted by an admin meanwhile
         raise movie_not_found()
     body.update(movie_counts_json(row))
-    if to_count:
+    if views and views[0] is COUNT_VIEW:
         body["click_count"] += 1  # counted after the read
     body["my_rating"] = row.my_rating if client_id is not None else None
     body["related"] = _related_cards(movie_id)

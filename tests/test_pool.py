@@ -156,14 +156,12 @@ def test_a_clients_film_page_is_one_round_trip(pool_app, auth):
     assert first.round_trips == 2
     assert response.status_code == 200
     assert response.get_json()["click_count"] == 1
-    # Later ones send the click, the footprint (conditioned on the password hash
-    # the session was accepted with) and the read in one transaction, one packet.
+    # Later ones send the click and the footprint (conditioned on the password
+    # hash the session was accepted with, returning the film's counts) in one
+    # transaction, one packet.
     assert counter.round_trips == 1
-    assert [sql.split()[0] for sql in counter.statements] == [
-        "UPDATE",
-        "INSERT",
-        "SELECT",
-    ]
+    assert [sql.split()[0] for sql in counter.statements] == ["UPDATE", "INSERT"]
+    assert " RETURNING " in counter.statements[1]
     with direct_connection(pool_app) as other, other.cursor() as cursor:
         cursor.execute("SELECT click_count FROM movie WHERE id = 2")
         assert cursor.fetchone() == (1,)
