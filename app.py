@@ -22,7 +22,7 @@ from api import (
 )
 from assistant import provider_library
 from config import INSTANCE_DIR, ConfigError, development_secret_key, load_settings
-from models import db
+from models import ClickBuffer, db
 from recommender import PackHolder
 
 logger = logging.getLogger(__name__)
@@ -52,6 +52,8 @@ def create_app(config=None):
         supports_credentials=True,
     )
     app.extensions["recommender"] = PackHolder(app.config["MODEL_PATH"])
+    if app.config.get("CLICK_FLUSH_SECONDS"):
+        app.extensions["clicks"] = ClickBuffer(app, app.config["CLICK_FLUSH_SECONDS"])
 
     register_error_handlers(app)
     register_blueprints(app)

@@ -149,6 +149,9 @@ def load_settings(environ=None, *, load_dotenv_file=True):
         "CATALOGUE_STAMP": env.get("CATALOGUE_STAMP")
         or str(INSTANCE_DIR / "catalogue.version"),
         "CATALOGUE_TTL": _int(env, "CATALOGUE_TTL", 300),
+        # Film clicks are written in batches this often (models.ClickBuffer); 0
+        # writes each view's click with the view.
+        "CLICK_FLUSH_SECONDS": _float(env, "CLICK_FLUSH_SECONDS", 1.0),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": _bool(env.get("SESSION_COOKIE_SECURE"), False),
@@ -161,6 +164,8 @@ def load_settings(environ=None, *, load_dotenv_file=True):
         "ML100K_SOURCE": env.get("ML100K_SOURCE") or ML100K_URL,
         "ML100K_DETAILS": env.get("ML100K_DETAILS") or None,
     }
+    if settings["CLICK_FLUSH_SECONDS"] < 0:
+        raise ConfigError("CLICK_FLUSH_SECONDS must be 0 or more")
     if settings["RECOMMENDER"] not in {"hybrid", "itemcf", "content", "popular"}:
         raise ConfigError("RECOMMENDER must be hybrid, itemcf, content or popular")
     return settings
@@ -176,6 +181,9 @@ def testing_settings(**overrides):
             "SQLALCHEMY_ENGINE_OPTIONS": engine_options("sqlite://"),
             "RATELIMIT_ENABLED": False,
             "LLM_API_KEY": None,
+            # Each view writes its click, so tests read counts at once; the
+            # batched writer has tests of its own (tests/test_clicks.py).
+            "CLICK_FLUSH_SECONDS": 0,
         }
     )
     settings.update(overrides)

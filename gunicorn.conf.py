@@ -83,3 +83,10 @@ def post_fork(server, worker):
     app = server.app.wsgi()
     with app.app_context():
         dispose_engines(close=False)
+
+
+def worker_exit(server, worker):
+    """Write the worker's unwritten film clicks before it goes (models.ClickBuffer)."""
+    from models import flush_clicks
+
+    flush_clicks()

@@ -4,9 +4,13 @@
 the app use :func:`make_engine` with the same table metadata.
 """
 
+import atexit
+import logging
+import os
 import re
 import threading
 import time
+import weakref
 from collections import namedtuple
 from datetime import UTC, date, datetime
 
@@ -25,6 +29,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Text,
+    case,
     create_engine,
     event,
     func,
@@ -404,6 +409,128 @@ def write_alone(statement, parameters):
     """Run a one-statement write, committed at once, and return its row count."""
     counts, _ = write_together([statement], parameters)
     return counts[0]
+
+
+# Film clicks ----------------------------------------------------------------------
+
+logger = logging.getLogger(__name__)
+
+# Films per UPDATE when clicks are written in a batch.
+CLICKS_PER_STATEMENT = 500
+
+
+def write_clicks(clicks):
+    """Add ``{movie_id: clicks}`` to the films' click counts in one transaction.
+
+    Rows are updated in ascending id order, so two processes writing their batches
+    at once cannot deadlock; ids of films deleted since are skipped.
+    """
+    movie = Movie.__table__
+    ids = sorted(clicks)
+    with db.engine.begin() as connection:
+        for start in range(0, len(ids), CLICKS_PER_STATEMENT):
+            chunk = ids[start : start + CLICKS_PER_STATEMENT]
+            added = case(
+                {movie_id: clicks[movie_id] for movie_id in chunk}, value=movie.c.id
+            )
+            connection.execute(
+                update(movie)
+                .where(movie.c.id.in_(chunk))
+                # Keeping updated_at as it is: it marks edits to the film, not views.
+                .values(
+                    click_count=movie.c.click_count + added,
+                    updated_at=movie.c.updated_at,
+                )
+            )
+
+
+class ClickBuffer:
+    """Film clicks counted in this process and written to the database in batches.
+
+    A film page adds its click here instead of updating the film's row: a thread of
+    this process writes the sums every ``interval`` seconds in one transaction
+    (:func:`write_clicks`), and the rest at exit. So a view costs no write of its
+    own beyond a client's footprint, and a busy film's row is written once per
+    interval, not once per view. Pages show the stored count plus this process's
+    unwritten clicks. A failed write keeps the clicks for the next try; a process
+    killed without warning (SIGKILL, power loss) loses at most its last interval's.
+    """
+
+    def __init__(self, app, interval):
+        self.app = app
+        self.interval = interval
+        self._start_afresh()
+        _click_buffers.add(self)
+
+    def _start_afresh(self):
+        self._lock = threading.Lock()
+        self._pending = {}
+        self._writer = None
+
+    def add(self, movie_id):
+        """Count one click on the film; return this process's unwritten clicks on it."""
+        with self._lock:
+            clicks = self._pending[movie_id] = self._pending.get(movie_id, 0) + 1
+            if self._writer is None:
+                self._writer = threading.Thread(
+                    target=self._write_every_interval, name="click-writer", daemon=True
+                )
+                self._writer.start()
+        return clicks
+
+    def unwritten(self, movie_id):
+        """Return this process's clicks on the film not yet in the database."""
+        return self._pending.get(movie_id, 0)
+
+    def flush(self):
+        """Write the unwritten clicks now; return the number of films written."""
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        if not pending:
+            return 0
+        try:
+            with self.app.app_context():
+                write_clicks(pending)
+        except Exception:
+            with self._lock:  # keep them, with any counted meanwhile
+                for movie_id, clicks in pending.items():
+                    self._pending[movie_id] = self._pending.get(movie_id, 0) + clicks
+            raise
+        return len(pending)
+
+    def _write_every_interval(self):
+        while True:
+            time.sleep(self.interval)
+            with self._lock:
+                if not self._pending:  # idle: the next click starts a writer again
+                    self._writer = None
+                    return
+            try:
+                self.flush()
+            except Exception as exc:
+                logger.warning("film clicks not written yet (%r); retrying", exc)
+
+
+_click_buffers = weakref.WeakSet()
+
+
+def flush_clicks():
+    """Write every buffer's unwritten clicks (a worker's exit); log what fails."""
+    for buffer in list(_click_buffers):
+        try:
+            buffer.flush()
+        except Exception:
+            logger.exception("film clicks lost at exit")
+
+
+def _drop_parents_clicks():
+    # A forked child starts empty: its parent still holds and writes its own.
+    for buffer in list(_click_buffers):
+        buffer._start_afresh()
+
+
+os.register_at_fork(after_in_child=_drop_parents_clicks)
+atexit.register(flush_clicks)
 
 
 def make_engine(database_url, **options):

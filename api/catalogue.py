@@ -62,6 +62,8 @@ class CatalogueVersion:
 
     def __init__(self, cache_url=None, stamp_path=None):
         self.stamp_path = Path(stamp_path) if stamp_path else None
+        # Looked at on every request: os.stat on a string skips pathlib's layers.
+        self._stamp = str(self.stamp_path) if stamp_path else None
         self._redis = None
         self._warned = False
         if cache_url:
@@ -82,7 +84,7 @@ class CatalogueVersion:
         if self.stamp_path is None:
             return None
         try:
-            stat = self.stamp_path.stat()
+            stat = os.stat(self._stamp)
         except FileNotFoundError:
             return None
         return (stat.st_ino, stat.st_mtime_ns)

@@ -402,20 +402,23 @@ def _related_cards(movie_id):
 @bp.alt_response(200, schema=MovieDetailSchema, success=True)
 def movie_detail(movie_id):
     """Return a film with related films; count the click and the client's view."""
-    # The hottest route of the site. Its live counts (and a client's rating) are
-    # read in the statements that count the view, after the writes: one round trip
-    # on MariaDB. A client's footprint is conditioned on the password hash their
-    # session was last accepted with, so the insert vouches for the session; on a
-    # first view in this worker, or after a change, the check is read first and
-    # the view counted after it.
+    # The hottest route of the site. Its click goes to this process's click buffer
+    # (models.ClickBuffer), or, without one, is written here. Its live counts (and a
+    # client's rating) are read in the statements that count the view, after the
+    # writes: one round trip on MariaDB. A client's footprint is conditioned on the
+    # password hash their session was last accepted with, so the insert vouches
+    # for the session; on a first view in this worker, or after a change, the
+    # check is read first and the view counted after it.
     claimed = claimed_client_id()
     parameters = {"movie_id": movie_id, "client_id": claimed, "viewed_at": utcnow()}
     # HEAD (link prefetchers, monitors) shows the page without counting a view.
     counting = request.method != "HEAD"
+    buffer = current_app.extensions.get("clicks")
+    count_view = [COUNT_VIEW] if counting and buffer is None else []
     clicked = footprinted = False
     if claimed is None:
-        if counting:
-            (clicked,), row = write_together([COUNT_VIEW], parameters, read=FILM_STATE)
+        if count_view:
+            (clicked,), row = write_together(count_view, parameters, read=FILM_STATE)
         else:
             row = read_row(FILM_STATE, parameters)
     else:
@@ -423,36 +426,40 @@ def movie_detail(movie_id):
         password_hash = parameters["password_hash"] = checked_password_hash(claimed)
         if counting and password_hash is not None:
             if insert_returning():
-                (clicked, footprinted), row = write_together(
-                    [COUNT_VIEW, ADD_FOOTPRINT_RETURNING], parameters
+                counts, row = write_together(
+                    [*count_view, ADD_FOOTPRINT_RETURNING], parameters
                 )
                 if row is not None:
                     row = FilmStateForClient(*row, password_hash, True)
             else:
-                (clicked, footprinted), row = write_together(
-                    [COUNT_VIEW, ADD_FOOTPRINT], parameters, read=FILM_STATE_FOR_CLIENT
+                counts, row = write_together(
+                    [*count_view, ADD_FOOTPRINT], parameters, read=FILM_STATE_FOR_CLIENT
                 )
+            clicked, footprinted = bool(count_view and counts[0]), counts[-1] > 0
         if row is None:  # not counted yet, the film is gone, or the account changed
             row = read_row(FILM_STATE_FOR_CLIENT, parameters)
     client_id = None if claimed is None else accept_client(claimed, row)
     if row is None:
         raise movie_not_found()
 
-    views = [] if clicked or not counting else [COUNT_VIEW]
+    later = [COUNT_VIEW] if count_view and not clicked else []
     if counting and client_id is not None and not footprinted:
-        views.append(ADD_FOOTPRINT)
+        later.append(ADD_FOOTPRINT)
         parameters["password_hash"] = row.client_password_hash
-    if views:
-        counts, _ = write_together(views, parameters)
-        if not counts[0]:  # deleted by an admin meanwhile
+    if later:
+        counts, _ = write_together(later, parameters)
+        if later[0] is COUNT_VIEW and not counts[0]:  # deleted by an admin meanwhile
             raise movie_not_found()
 
     body = load_cards([movie_id]).get(movie_id)
     if body is None:  # deleted by an admin meanwhile
         raise movie_not_found()
     body.update(movie_counts_json(row))
-    if views and views[0] is COUNT_VIEW:
+    if later and later[0] is COUNT_VIEW:
         body["click_count"] += 1  # counted after the read
+    if buffer is not None:
+        unwritten = buffer.add(movie_id) if counting else buffer.unwritten(movie_id)
+        body["click_count"] += unwritten
     body["my_rating"] = row.my_rating if client_id is not None else None
     body["related"] = _related_cards(movie_id)
     return jsonify(body)

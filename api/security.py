@@ -103,11 +103,23 @@ def _origin_allowed(origin):
     return urlsplit(origin).netloc == request.host
 
 
+# Digests already made in this process, per secret key and password hash: every
+# logged-in request compares one. Bounded; never shown or logged.
+_FINGERPRINTS_SIZE = 10_000
+
+
 def password_fingerprint(password_hash):
     """Return a short keyed digest of a password hash to bind sessions to it."""
-    key = str(current_app.config["SECRET_KEY"]).encode()
-    digest = hmac.new(key, (password_hash or "").encode(), hashlib.sha256)
-    return digest.hexdigest()[:16]
+    key = str(current_app.config["SECRET_KEY"])
+    made = current_app.extensions.setdefault("password_fingerprints", {})
+    fingerprint = made.get((key, password_hash))
+    if fingerprint is None:
+        digest = hmac.new(key.encode(), (password_hash or "").encode(), hashlib.sha256)
+        fingerprint = digest.hexdigest()[:16]
+        if len(made) >= _FINGERPRINTS_SIZE:
+            made.clear()
+        made[(key, password_hash)] = fingerprint
+    return fingerprint
 
 
 def session_matches(role, password_hash):

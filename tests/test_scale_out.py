@@ -78,7 +78,7 @@ def start_instance(env, port):
 
 
 @pytest.fixture(scope="module")
-def two_instances(tmp_path_factory):
+def scale_env(tmp_path_factory):
     url = mysql_url("_scale")
     require_mysql(url)
     require_redis()
@@ -104,7 +104,12 @@ def two_instances(tmp_path_factory):
         WEB_CONCURRENCY="1",
         HOST="127.0.0.1",
     )
-    instances = [start_instance(env, free_port()) for _ in range(2)]
+    return env
+
+
+@pytest.fixture(scope="module")
+def two_instances(scale_env):
+    instances = [start_instance(scale_env, free_port()) for _ in range(2)]
     yield [base for _, base in instances]
     for process, _ in instances:
         process.terminate()
@@ -123,6 +128,49 @@ def test_warming_up_before_the_fork_counts_no_view(two_instances):
     assert (clicks, footprints) == (0, 0)
     answer = requests.get(f"{two_instances[0]}/api/movies/detail/1", timeout=5)
     assert answer.json()["click_count"] == 1
+
+
+def scale_clicks(movie_id):
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(mysql_url("_scale"))
+    with engine.connect() as conn:
+        clicks = conn.scalar(
+            text("SELECT click_count FROM movie WHERE id = :id"), {"id": movie_id}
+        )
+    engine.dispose()
+    return clicks
+
+
+def test_each_instance_writes_its_clicks_within_a_second(two_instances):
+    first, second = two_instances
+    shown = [
+        requests.get(f"{base}/api/movies/detail/9", timeout=5).json()["click_count"]
+        for base in (first, second, second)
+    ]
+    # Each instance shows the stored count plus its own unwritten clicks.
+    assert shown == [1, 1, 2]
+    deadline = time.monotonic() + 10
+    while scale_clicks(9) != 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert scale_clicks(9) == 3
+    assert requests.get(f"{first}/api/movies/detail/9").json()["click_count"] == 4
+
+
+def test_a_stopping_instance_writes_its_unwritten_clicks(scale_env):
+    # This one would write only hourly: its clicks reach the database as it stops.
+    process, base = start_instance(
+        dict(scale_env, CLICK_FLUSH_SECONDS="3600"), free_port()
+    )
+    try:
+        for expected in (1, 2, 3):
+            answer = requests.get(f"{base}/api/movies/detail/11", timeout=5)
+            assert answer.json()["click_count"] == expected
+        assert scale_clicks(11) == 0
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+    assert scale_clicks(11) == 3
 
 
 def test_session_made_on_one_instance_is_accepted_by_the_other(two_instances):
