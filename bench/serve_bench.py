@@ -4,7 +4,9 @@ For each backend (SQLite and MariaDB) this imports MovieLens 100k into a scratch
 database, trains a model pack, starts the app under gunicorn (``gunicorn.conf.py``),
 logs in a client with a history (20 ratings, 10 views) and drives load from wrk, a
 second process: the floor (``/api/ping``, the same app, no database), home and detail
-(cycling over every film id), each as a visitor and logged in. Each route is measured
+(cycling over every film id), each as a visitor and logged in, and the film pages
+again on a second instance that writes each view's click (``CLICK_FLUSH_SECONDS=0``;
+the default batches them, models.ClickBuffer). Each route is measured
 ``--runs`` times in turn within one run of the floor, and the medians are printed:
 req/s, p50, p99, the share of the floor's throughput and p99 relative to the floor's.
 
@@ -77,17 +79,18 @@ def prepare_database(url, model_path):
     )
 
 
-def start_server(url, model_path, port, workers):
+def start_server(url, model_path, port, workers, secret_key, **settings):
     env = dict(
         os.environ,
         APP_ENV="production",
-        SECRET_KEY=secrets.token_hex(32),
+        SECRET_KEY=secret_key,
         DATABASE_URL=url,
         MODEL_PATH=str(model_path),
         HOST="127.0.0.1",
         PORT=str(port),
         WEB_CONCURRENCY=str(workers),
         RATELIMIT_ENABLED="false",
+        **settings,
     )
     started = time.perf_counter()
     process = subprocess.Popen(
@@ -206,8 +209,15 @@ def bench_backend(name, url, args, tmp):
     model_path = Path(tmp) / f"model-{name}.joblib"
     print(f"\n[{name}] importing and training ...", flush=True)
     prepare_database(url, model_path)
-    port = free_port()
-    process, base, startup = start_server(url, model_path, port, args.workers)
+    secret_key = secrets.token_hex(32)
+    process, base, startup = start_server(
+        url, model_path, free_port(), args.workers, secret_key
+    )
+    # The same site with CLICK_FLUSH_SECONDS=0 (each view writes its click), idle
+    # while the other is measured; the same secret key accepts the same cookie.
+    per_view, per_view_base, _ = start_server(
+        url, model_path, free_port(), args.workers, secret_key, CLICK_FLUSH_SECONDS="0"
+    )
     try:
         cookie = logged_in_cookie(base)
         script = Path(tmp) / "cycle.lua"
@@ -218,6 +228,8 @@ def bench_backend(name, url, args, tmp):
             ("home, logged in", f"{base}/api/movies/home", cookie, None),
             ("detail, visitor", base, None, str(script)),
             ("detail, logged in", base, cookie, str(script)),
+            ("detail, visitor *", per_view_base, None, str(script)),
+            ("detail, logged in *", per_view_base, cookie, str(script)),
         ]
         if args.routes:
             wanted = set(args.routes.split(","))
@@ -233,8 +245,9 @@ def bench_backend(name, url, args, tmp):
         memory = worker_memory(process.pid)
         stats_p50, stats_p99, stats_requests = admin_stats_latency(base, args)
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        for server in (process, per_view):
+            server.terminate()
+            server.wait(timeout=30)
 
     floor_rate = statistics.median(r[0] for r in results["floor /api/ping"])
     floor_p99 = statistics.median(r[2] for r in results["floor /api/ping"])
@@ -260,6 +273,8 @@ def bench_backend(name, url, args, tmp):
             f"{label:20} {rate:8.0f} {p50:8.2f} {p99:8.2f} {share:6.0f}%"
             f" {p99 / floor_p99:9.2f} {errors:8d}"
         )
+    if any(label.endswith("*") for label in results):
+        print("* CLICK_FLUSH_SECONDS=0: each view writes its click (default: batched)")
 
 
 def main(argv=None):
