@@ -164,8 +164,8 @@ def load_settings(environ=None, *, load_dotenv_file=True):
         "ML100K_SOURCE": env.get("ML100K_SOURCE") or ML100K_URL,
         "ML100K_DETAILS": env.get("ML100K_DETAILS") or None,
     }
-    if settings["CLICK_FLUSH_SECONDS"] < 0:
-        raise ConfigError("CLICK_FLUSH_SECONDS must be 0 or more")
+    if not 0 <= settings["CLICK_FLUSH_SECONDS"] < 86_400:  # also refuses nan, inf
+        raise ConfigError("CLICK_FLUSH_SECONDS must be 0 or more (seconds, < 1 day)")
     if settings["RECOMMENDER"] not in {"hybrid", "itemcf", "content", "popular"}:
         raise ConfigError("RECOMMENDER must be hybrid, itemcf, content or popular")
     return settings

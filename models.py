@@ -462,13 +462,19 @@ class ClickBuffer:
 
     def _start_afresh(self):
         self._lock = threading.Lock()
+        # One write at a time: a flush (exit, admin stats) returns only once every
+        # click counted before it, including those a write in flight had taken,
+        # is in the database (or kept after a failure).
+        self._write_lock = threading.Lock()
         self._pending = {}
+        self._in_flight = {}  # taken by the write under way, not committed yet
         self._writer = None
 
     def add(self, movie_id):
         """Count one click on the film; return this process's unwritten clicks on it."""
         with self._lock:
             clicks = self._pending[movie_id] = self._pending.get(movie_id, 0) + 1
+            clicks += self._in_flight.get(movie_id, 0)
             if self._writer is None:
                 self._writer = threading.Thread(
                     target=self._write_every_interval, name="click-writer", daemon=True
@@ -478,23 +484,36 @@ class ClickBuffer:
 
     def unwritten(self, movie_id):
         """Return this process's clicks on the film not yet in the database."""
-        return self._pending.get(movie_id, 0)
+        with self._lock:
+            return self._pending.get(movie_id, 0) + self._in_flight.get(movie_id, 0)
 
     def flush(self):
         """Write the unwritten clicks now; return the number of films written."""
-        with self._lock:
-            pending, self._pending = self._pending, {}
-        if not pending:
-            return 0
-        try:
-            with self.app.app_context():
-                write_clicks(pending)
-        except Exception:
-            with self._lock:  # keep them, with any counted meanwhile
-                for movie_id, clicks in pending.items():
-                    self._pending[movie_id] = self._pending.get(movie_id, 0) + clicks
-            raise
-        return len(pending)
+        with self._write_lock:
+            with self._lock:
+                pending, self._pending = self._pending, {}
+                self._in_flight = pending
+            if not pending:
+                return 0
+            try:
+                with self.app.app_context():
+                    write_clicks(pending)
+            except Exception:
+                with self._lock:  # keep them, with any counted meanwhile
+                    for movie_id, clicks in pending.items():
+                        self._pending[movie_id] = (
+                            self._pending.get(movie_id, 0) + clicks
+                        )
+                    self._in_flight = {}
+                raise
+            with self._lock:
+                self._in_flight = {}
+            return len(pending)
+
+    def close(self):
+        """Write what is left, and leave the exit's list (an app being torn down)."""
+        _click_buffers.discard(self)
+        return self.flush()
 
     def _write_every_interval(self):
         while True:

@@ -290,3 +290,11 @@ def json_secret_scan(monkeypatch, auth):
             assert secret not in text_, "a password appeared in a JSON response"
         for marker in HASH_MARKERS:
             assert marker not in text_, f"{marker!r} appeared in a JSON response"
+
+
+@pytest.fixture(params=["returning", "no-returning"])
+def returning(request, monkeypatch):
+    """Film pages with INSERT ... RETURNING (MariaDB, SQLite) and without (MySQL)."""
+    if request.param == "no-returning":
+        monkeypatch.setattr("api.movies.insert_returning", lambda: False)
+    return request.param == "returning"

@@ -6,6 +6,7 @@ processes: each writes within its interval, and a stopping one writes the rest.
 """
 
 import os
+import threading
 import time
 
 import pytest
@@ -18,6 +19,7 @@ from werkzeug.test import Client
 import models
 from config import ConfigError, load_settings
 from models import ClickBuffer, Footprint, Movie, db
+from models import Client as Account
 
 pytestmark = pytest.mark.usefixtures("json_secret_scan")
 
@@ -28,7 +30,7 @@ def buffered(app):
     seed(app)
     buffer = app.extensions["clicks"] = ClickBuffer(app, 3600)
     yield app, buffer
-    buffer.flush()  # into this test's database, before it is dropped
+    buffer.close()  # into this test's database, before it is dropped
 
 
 def stored_clicks(app, *movie_ids):
@@ -124,6 +126,7 @@ def test_the_writer_writes_each_interval_and_rests_when_idle(app):
     while stored_clicks(app, 3)[3] != 4 and time.monotonic() < deadline:
         time.sleep(0.02)
     assert stored_clicks(app, 3) == {3: 4}
+    buffer.close()
 
 
 def test_clicks_on_a_film_deleted_since_are_dropped(buffered, auth, monkeypatch):
@@ -179,3 +182,213 @@ def test_click_batches_are_configured_from_the_environment():
         load_settings({"CLICK_FLUSH_SECONDS": "-1"}, load_dotenv_file=False)
     with pytest.raises(ConfigError, match="CLICK_FLUSH_SECONDS"):
         load_settings({"CLICK_FLUSH_SECONDS": "soon"}, load_dotenv_file=False)
+
+
+def _block_writes(monkeypatch):
+    """Make write_clicks wait until released; return (entered, release)."""
+    real_write = models.write_clicks
+    entered, release = threading.Event(), threading.Event()
+
+    def slow_write(clicks):
+        entered.set()
+        assert release.wait(10)
+        real_write(clicks)
+
+    monkeypatch.setattr(models, "write_clicks", slow_write)
+    return entered, release
+
+
+def _flush_in_background(buffer):
+    errors = []
+
+    def run():
+        try:
+            buffer.flush()
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, errors
+
+
+# A write in flight -------------------------------------------------------------
+
+
+def test_flush_returns_only_once_clicks_taken_by_a_write_in_flight_are_written(
+    buffered, monkeypatch
+):
+    # The writer thread has taken the clicks and is writing them: a flush at exit
+    # (worker_exit, atexit) waits for that write, or the daemon thread could be
+    # stopped mid-transaction with the clicks in it.
+    app, buffer = buffered
+    http = app.test_client()
+    for _ in range(3):
+        shown_clicks(http, 4)
+    entered, release = _block_writes(monkeypatch)
+    writer, errors = _flush_in_background(buffer)  # the interval's write
+    assert entered.wait(5)
+
+    # The exit flush, while the interval's write is in flight.
+    done = threading.Thread(target=models.flush_clicks)
+    done.start()
+    done.join(0.5)
+    exit_flush_returned_early = not done.is_alive()
+    release.set()
+    writer.join(10)
+    done.join(10)
+    assert not errors
+    assert not exit_flush_returned_early, (
+        "flush_clicks() returned while 3 clicks were still being written"
+    )
+
+
+def test_admin_stats_count_clicks_being_written_by_the_writer(
+    buffered, auth, monkeypatch
+):
+    app, buffer = buffered
+    http = app.test_client()
+    for _ in range(3):
+        shown_clicks(http, 4)
+    entered, release = _block_writes(monkeypatch)
+    writer, errors = _flush_in_background(buffer)
+    assert entered.wait(5)
+    admin = app.test_client()
+    auth.login(admin, ADMIN_USERNAME, ADMIN_PASSWORD, role="admin")
+    # The in-flight write ends shortly after stats started: their flush waits.
+    threading.Timer(0.5, release.set).start()
+
+    body = admin.get("/api/admin/stats").get_json()
+
+    writer.join(10)
+    assert not errors
+    assert body["total_clicks"] == 3
+
+
+def test_a_page_shown_during_a_write_does_not_lose_the_clicks_being_written(
+    buffered, monkeypatch
+):
+    app, buffer = buffered
+    http = app.test_client()
+    assert [shown_clicks(http, 4) for _ in range(3)] == [1, 2, 3]
+    entered, release = _block_writes(monkeypatch)
+    writer, errors = _flush_in_background(buffer)
+    assert entered.wait(5)
+    try:
+        shown = shown_clicks(http, 4)  # 3 stored-or-pending + this one
+    finally:
+        release.set()
+        writer.join(10)
+    assert not errors
+    assert shown == 4  # not 1: the clicks being written still count
+
+
+# Client pages with batched clicks -------------------------------------------------
+
+
+def test_buffered_client_pages_survive_password_change_and_disabling(
+    buffered, auth, returning
+):
+    app, buffer = buffered
+    browser = app.test_client()
+    user = auth.register_and_login(browser, auth.unique_username(), "first-pass-1")
+    browser.put("/api/movies/4/rating", json={"rating": 2})
+    assert browser.get("/api/movies/detail/4").get_json()["click_count"] == 1  # first
+    body = browser.get("/api/movies/detail/4").get_json()  # the hash is known
+    assert (body["click_count"], body["my_rating"]) == (2, 2)
+    other = app.test_client()
+    auth.login(other, user["username"], "first-pass-1")
+    changed = other.put(
+        "/api/auth/password",
+        json={"old_password": "first-pass-1", "new_password": "second-pass-2"},
+    )
+    assert changed.status_code == 200
+
+    body = browser.get("/api/movies/detail/4").get_json()
+    assert (body["click_count"], body["my_rating"]) == (3, None)
+    assert count_rows(app, Footprint, client_id=user["id"]) == 2
+    body = other.get("/api/movies/detail/4").get_json()
+    assert (body["click_count"], body["my_rating"]) == (4, 2)
+    body = other.get("/api/movies/detail/4").get_json()
+    assert (body["click_count"], body["my_rating"]) == (5, 2)
+    assert count_rows(app, Footprint, client_id=user["id"]) == 4
+
+    with app.app_context():
+        db.session.get(Account, user["id"]).is_active = False
+        db.session.commit()
+    body = other.get("/api/movies/detail/4").get_json()
+    assert (body["click_count"], body["my_rating"]) == (6, None)
+    assert count_rows(app, Footprint, client_id=user["id"]) == 4
+    # HEAD counts nothing for anyone.
+    assert Client(app).head("/api/movies/detail/4").status_code == 200
+    assert buffer.unwritten(4) == 6
+    buffer.flush()
+    assert stored_clicks(app, 4) == {4: 6}
+
+
+def test_buffered_pages_of_a_deleted_film_are_404_and_count_nothing(
+    buffered, auth, returning
+):
+    app, buffer = buffered
+    browser = app.test_client()
+    auth.register_and_login(browser)
+    browser.get("/api/movies/detail/3")
+    browser.get("/api/movies/detail/3")
+    admin = app.test_client()
+    auth.login(admin, ADMIN_USERNAME, ADMIN_PASSWORD, role="admin")
+    assert admin.delete("/api/admin/movies/3").status_code == 200
+    for http in (browser, app.test_client()):
+        response = http.get("/api/movies/detail/3")
+        assert response.status_code == 404
+        assert response.get_json()["error"]["code"] == "movie_not_found"
+    assert buffer.unwritten(3) == 2
+    assert buffer.flush() == 1  # skipped in the database
+
+
+def test_huge_film_ids_are_a_json_404(buffered):
+    app, _ = buffered
+    for method in ("get", "head"):
+        response = getattr(Client(app), method)(
+            "/api/movies/detail/99999999999999999999999"
+        )
+        assert response.status_code == 404, method
+
+
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_click_flush_seconds_must_be_a_finite_number(value):
+    # time.sleep(nan) raises, and the writer would die on its first sleep.
+    with pytest.raises(ConfigError, match="CLICK_FLUSH_SECONDS"):
+        load_settings({"CLICK_FLUSH_SECONDS": value}, load_dotenv_file=False)
+
+
+def test_clicks_of_a_write_failing_while_the_exit_flush_runs_are_not_lost(
+    buffered, monkeypatch
+):
+    # The interval's write is in flight as the worker stops and fails (the server
+    # gone for a moment): the exit's flush waits for it, then writes them.
+    app, buffer = buffered
+    http = app.test_client()
+    for _ in range(3):
+        shown_clicks(http, 5)
+    real_write = models.write_clicks
+    entered, release = threading.Event(), threading.Event()
+    calls = []
+
+    def first_fails(clicks):
+        calls.append(dict(clicks))
+        if len(calls) == 1:
+            entered.set()
+            assert release.wait(10)
+            raise OperationalError("UPDATE movie", {}, Exception("gone away"))
+        real_write(clicks)
+
+    monkeypatch.setattr(models, "write_clicks", first_fails)
+    writer, errors = _flush_in_background(buffer)
+    assert entered.wait(5)
+    threading.Timer(0.3, release.set).start()
+
+    models.flush_clicks()  # worker_exit / atexit
+
+    writer.join(10)
+    assert len(errors) == 1
+    assert stored_clicks(app, 5) == {5: 3}

@@ -314,14 +314,6 @@ def test_a_cached_client_home_is_recomputed_after_the_catalogue_ttl(
 # Detail ---------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["returning", "no-returning"])
-def returning(request, monkeypatch):
-    """Film pages with INSERT ... RETURNING (MariaDB, SQLite) and without (MySQL)."""
-    if request.param == "no-returning":
-        monkeypatch.setattr("api.movies.insert_returning", lambda: False)
-    return request.param == "returning"
-
-
 def test_detail_returns_the_film_and_related_by_shared_tags(seeded, seeded_client):
     response = seeded_client.get("/api/movies/detail/1")
 
