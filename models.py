@@ -357,12 +357,10 @@ def write_together(statements, parameters, read=None):
             for index, step in enumerate(steps):
                 if index or not alone:
                     cursor.nextset()
-                if step.row_type is None:
-                    counts.append(cursor.rowcount)
-                else:  # RETURNING: the rows written
-                    returned = cursor.fetchall()
-                    counts.append(len(returned))
-                    first = returned[0] if returned else None
+                count, returned = _written(step, cursor)
+                counts.append(count)
+                if step.row_type is not None:
+                    first = returned
             if last is not None:
                 cursor.nextset()
                 first = cursor.fetchone()
@@ -374,12 +372,10 @@ def write_together(statements, parameters, read=None):
                 sql, values = step.sql, step.parameters(parameters)
                 _notify(engine, cursor, sql, values)
                 cursor.execute(sql, values)
-                if step.row_type is None:
-                    counts.append(cursor.rowcount)
-                else:  # RETURNING: the rows written
-                    returned = cursor.fetchall()
-                    counts.append(len(returned))
-                    first = returned[0] if returned else None
+                count, returned = _written(step, cursor)
+                counts.append(count)
+                if step.row_type is not None:
+                    first = returned
             if last is not None:
                 sql, values = last.sql, last.parameters(parameters)
                 _notify(engine, cursor, sql, values)
@@ -395,6 +391,14 @@ def write_together(statements, parameters, read=None):
     if last is None and steps and steps[-1].row_type is not None:
         last = steps[-1]
     return counts, (last.row(first) if last is not None else None)
+
+
+def _written(step, cursor):
+    """Return a write's row count and, when it has RETURNING, its first row."""
+    if step.row_type is None:
+        return cursor.rowcount, None
+    returned = cursor.fetchall()  # the rows written
+    return len(returned), (returned[0] if returned else None)
 
 
 def _roll_back_quietly(raw):

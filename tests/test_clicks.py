@@ -184,14 +184,21 @@ def test_click_batches_are_configured_from_the_environment():
         load_settings({"CLICK_FLUSH_SECONDS": "soon"}, load_dotenv_file=False)
 
 
-def _block_writes(monkeypatch):
-    """Make write_clicks wait until released; return (entered, release)."""
+def _block_writes(monkeypatch, fail_first=False):
+    """Make write_clicks wait until released; return (entered, release).
+
+    With ``fail_first``, the first write then fails (the server gone for a moment).
+    """
     real_write = models.write_clicks
     entered, release = threading.Event(), threading.Event()
+    calls = []
 
     def slow_write(clicks):
+        calls.append(dict(clicks))
         entered.set()
         assert release.wait(10)
+        if fail_first and len(calls) == 1:
+            raise OperationalError("UPDATE movie", {}, Exception("gone away"))
         real_write(clicks)
 
     monkeypatch.setattr(models, "write_clicks", slow_write)
@@ -370,19 +377,7 @@ def test_clicks_of_a_write_failing_while_the_exit_flush_runs_are_not_lost(
     http = app.test_client()
     for _ in range(3):
         shown_clicks(http, 5)
-    real_write = models.write_clicks
-    entered, release = threading.Event(), threading.Event()
-    calls = []
-
-    def first_fails(clicks):
-        calls.append(dict(clicks))
-        if len(calls) == 1:
-            entered.set()
-            assert release.wait(10)
-            raise OperationalError("UPDATE movie", {}, Exception("gone away"))
-        real_write(clicks)
-
-    monkeypatch.setattr(models, "write_clicks", first_fails)
+    entered, release = _block_writes(monkeypatch, fail_first=True)
     writer, errors = _flush_in_background(buffer)
     assert entered.wait(5)
     threading.Timer(0.3, release.set).start()
