@@ -22,7 +22,7 @@ from api import (
 )
 from assistant import provider_library
 from config import INSTANCE_DIR, ConfigError, development_secret_key, load_settings
-from models import ClickBuffer, db
+from models import ViewBuffer, db
 from recommender import PackHolder
 
 logger = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ def create_app(config=None):
     )
     app.extensions["recommender"] = PackHolder(app.config["MODEL_PATH"])
     if app.config.get("CLICK_FLUSH_SECONDS"):
-        app.extensions["clicks"] = ClickBuffer(app, app.config["CLICK_FLUSH_SECONDS"])
+        app.extensions["views"] = ViewBuffer(app, app.config["CLICK_FLUSH_SECONDS"])
 
     register_error_handlers(app)
     register_blueprints(app)

@@ -29,9 +29,11 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Text,
+    bindparam,
     create_engine,
     event,
     func,
+    insert,
     select,
     update,
 )
@@ -198,7 +200,7 @@ class _Compiled:
         }
         self.processors = {}
         for name, bind in compiled.binds.items():
-            processor = bind.type.bind_processor(dialect)
+            processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
             if processor is not None:
                 self.processors[name] = processor
         self.row_type = None
@@ -212,7 +214,11 @@ class _Compiled:
             self.results = tuple(
                 (index, processor)
                 for index, column in enumerate(columns)
-                if (processor := column.type.result_processor(dialect, None))
+                if (
+                    processor := column.type.dialect_impl(dialect).result_processor(
+                        dialect, None
+                    )
+                )
             )
 
     def parameters(self, values):
@@ -446,45 +452,107 @@ def write_clicks(clicks):
             )
 
 
-class ClickBuffer:
-    """Film clicks counted in this process and written to the database in batches.
+# A client's view waiting in a ViewBuffer, made with a session accepted at the time.
+# It is written if the account is still the same one (its id and creation time: a
+# new account may reuse a deleted one's id on SQLite) and has not cleared its views
+# since.
+PendingFootprint = namedtuple(
+    "PendingFootprint", "client_id movie_id viewed_at client_created_at views_cleared"
+)
 
-    A film page adds its click here instead of updating the film's row: a thread of
-    this process writes the sums every ``interval`` seconds in one transaction
-    (:func:`write_clicks`), and the rest at exit. So a view costs no write of its
-    own beyond a client's footprint, and a busy film's row is written once per
-    interval, not once per view. Pages show the stored count plus this process's
-    unwritten clicks. A failed write keeps the clicks for the next try; a process
-    killed without warning (SIGKILL, power loss) loses at most its last interval's.
+
+def write_footprints(footprints):
+    """Write buffered views (:class:`PendingFootprint`, oldest first) in one transaction.
+
+    Views of films or accounts deleted since, and those made before the client
+    cleared their views, are dropped; the rest are inserted in the order they were
+    made (a view made before its account was disabled or given another password
+    still counts). Returns the number written.
+    """
+    client_ids = sorted({footprint.client_id for footprint in footprints})
+    movie_ids = sorted({footprint.movie_id for footprint in footprints})
+    with db.engine.begin() as connection:
+        accounts = {
+            row.id: row
+            for row in connection.execute(
+                _FOOTPRINT_ACCOUNTS, {"client_ids": client_ids}
+            )
+        }
+        films = set(connection.scalars(_FOOTPRINT_FILMS, {"movie_ids": movie_ids}))
+        rows = []
+        for footprint in footprints:
+            account = accounts.get(footprint.client_id)
+            if (
+                footprint.movie_id in films
+                and account is not None
+                and account.created_at == footprint.client_created_at
+                and (account.views_cleared or 0) == footprint.views_cleared
+            ):
+                rows.append(
+                    {
+                        "client_id": footprint.client_id,
+                        "movie_id": footprint.movie_id,
+                        "viewed_at": footprint.viewed_at,
+                    }
+                )
+        if rows:
+            connection.execute(insert(Footprint.__table__), rows)
+    return len(rows)
+
+
+class ViewBuffer:
+    """Film views counted in this process and written to the database in batches.
+
+    A film page adds its click, and a client's page their footprint, here instead of
+    writing them itself: a thread of this process writes them every ``interval``
+    seconds (:func:`write_footprints`, then :func:`write_clicks`), and the rest at
+    exit. So a film page writes nothing of its own (it is one read), a busy film's
+    row is written once per interval, not once per view, and the footprints of an
+    interval go in one transaction. Pages show the stored count plus this process's
+    unwritten clicks; a client's history shows a view once it is written (this
+    process's own are written before its history is read). A failed write keeps
+    its views for the next try; a process killed without warning (SIGKILL, power
+    loss) loses at most its last interval's.
     """
 
     def __init__(self, app, interval):
         self.app = app
         self.interval = interval
         self._start_afresh()
-        _click_buffers.add(self)
+        _view_buffers.add(self)
 
     def _start_afresh(self):
         self._lock = threading.Lock()
-        # One write at a time: a flush (exit, admin stats) returns only once every
-        # click counted before it, including those a write in flight had taken,
-        # is in the database (or kept after a failure).
+        # One write at a time: a flush (exit, admin stats, a history) returns only
+        # once every view counted before it, including those a write in flight had
+        # taken, is in the database (or kept after a failure).
         self._write_lock = threading.Lock()
         self._pending = {}
         self._in_flight = {}  # taken by the write under way, not committed yet
+        self._footprints = []
         self._writer = None
+
+    def _wake_writer(self):
+        # Called holding self._lock.
+        if self._writer is None:
+            self._writer = threading.Thread(
+                target=self._write_every_interval, name="view-writer", daemon=True
+            )
+            self._writer.start()
 
     def add(self, movie_id):
         """Count one click on the film; return this process's unwritten clicks on it."""
         with self._lock:
             clicks = self._pending[movie_id] = self._pending.get(movie_id, 0) + 1
             clicks += self._in_flight.get(movie_id, 0)
-            if self._writer is None:
-                self._writer = threading.Thread(
-                    target=self._write_every_interval, name="click-writer", daemon=True
-                )
-                self._writer.start()
+            self._wake_writer()
         return clicks
+
+    def add_footprint(self, footprint):
+        """Keep a client's view (a :class:`PendingFootprint`) for the next write."""
+        with self._lock:
+            self._footprints.append(footprint)
+            self._wake_writer()
 
     def unwritten(self, movie_id):
         """Return this process's clicks on the film not yet in the database."""
@@ -492,22 +560,28 @@ class ClickBuffer:
             return self._pending.get(movie_id, 0) + self._in_flight.get(movie_id, 0)
 
     def flush(self):
-        """Write the unwritten clicks now; return the number of films written."""
+        """Write the unwritten views now; return the number of films clicked."""
         with self._write_lock:
             with self._lock:
                 pending, self._pending = self._pending, {}
+                footprints, self._footprints = self._footprints, []
                 self._in_flight = pending
-            if not pending:
+            if not pending and not footprints:
                 return 0
             try:
                 with self.app.app_context():
-                    write_clicks(pending)
+                    if footprints:
+                        write_footprints(footprints)
+                        footprints = []
+                    if pending:
+                        write_clicks(pending)
             except Exception:
                 with self._lock:  # keep them, with any counted meanwhile
                     for movie_id, clicks in pending.items():
                         self._pending[movie_id] = (
                             self._pending.get(movie_id, 0) + clicks
                         )
+                    self._footprints[:0] = footprints  # older first
                     self._in_flight = {}
                 raise
             with self._lock:
@@ -516,42 +590,42 @@ class ClickBuffer:
 
     def close(self):
         """Write what is left, and leave the exit's list (an app being torn down)."""
-        _click_buffers.discard(self)
+        _view_buffers.discard(self)
         return self.flush()
 
     def _write_every_interval(self):
         while True:
             time.sleep(self.interval)
             with self._lock:
-                if not self._pending:  # idle: the next click starts a writer again
-                    self._writer = None
+                if not self._pending and not self._footprints:
+                    self._writer = None  # idle: the next view starts a writer again
                     return
             try:
                 self.flush()
             except Exception as exc:
-                logger.warning("film clicks not written yet (%r); retrying", exc)
+                logger.warning("film views not written yet (%r); retrying", exc)
 
 
-_click_buffers = weakref.WeakSet()
+_view_buffers = weakref.WeakSet()
 
 
-def flush_clicks():
+def flush_views():
     """Write every buffer's unwritten clicks (a worker's exit); log what fails."""
-    for buffer in list(_click_buffers):
+    for buffer in list(_view_buffers):
         try:
             buffer.flush()
         except Exception:
             logger.exception("film clicks lost at exit")
 
 
-def _drop_parents_clicks():
+def _drop_parents_views():
     # A forked child starts empty: its parent still holds and writes its own.
-    for buffer in list(_click_buffers):
+    for buffer in list(_view_buffers):
         buffer._start_afresh()
 
 
-os.register_at_fork(after_in_child=_drop_parents_clicks)
-atexit.register(flush_clicks)
+os.register_at_fork(after_in_child=_drop_parents_views)
+atexit.register(flush_views)
 
 
 def make_engine(database_url, **options):
@@ -750,6 +824,9 @@ class Client(db.Model):
     # cleared): the home page reuses its recommendations while this and the latest
     # view are unchanged. Null (an older database) counts as 0.
     history_version: Mapped[int | None] = mapped_column(Integer, default=0)
+    # Raised each time the client clears their views: a view still waiting in a
+    # process's ViewBuffer from before is then not written. Null counts as 0.
+    views_cleared: Mapped[int | None] = mapped_column(Integer, default=0)
     age: Mapped[int | None] = mapped_column(SmallInteger)
     gender: Mapped[str | None] = mapped_column(String(1))
     occupation: Mapped[str | None] = mapped_column(String(32))
@@ -863,3 +940,12 @@ class Footprint(db.Model):
             "movie_id": self.movie_id,
             "viewed_at": iso(self.viewed_at),
         }
+
+
+# What write_footprints checks buffered views against.
+_FOOTPRINT_ACCOUNTS = select(
+    Client.id, Client.created_at, Client.views_cleared
+).where(Client.id.in_(bindparam("client_ids", expanding=True)))
+_FOOTPRINT_FILMS = select(Movie.id).where(
+    Movie.id.in_(bindparam("movie_ids", expanding=True))
+)

@@ -117,7 +117,7 @@ def stats():
     """Counts for the dashboard and the loaded model's metrics."""
     # This process's unwritten clicks first; other workers' follow within their
     # CLICK_FLUSH_SECONDS.
-    buffer = current_app.extensions.get("clicks")
+    buffer = current_app.extensions.get("views")
     if buffer is not None:
         try:
             buffer.flush()

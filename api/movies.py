@@ -55,6 +55,7 @@ from models import (
     Client,
     Footprint,
     Movie,
+    PendingFootprint,
     Rating,
     damped_score,
     db,
@@ -288,6 +289,9 @@ FILM_STATE_FOR_CLIENT = (
         *FILM_STATE_COLUMNS,
         RATING.c.rating.label("my_rating"),
         *CLIENT_CHECK_COLUMNS,
+        # What a buffered view is written with (models.PendingFootprint).
+        CLIENT.c.created_at.label("client_created_at"),
+        CLIENT.c.views_cleared,
     )
     .select_from(
         MOVIE.outerjoin(CLIENT, CLIENT.c.id == bindparam("client_id")).outerjoin(
@@ -402,18 +406,19 @@ def _related_cards(movie_id):
 @bp.alt_response(200, schema=MovieDetailSchema, success=True)
 def movie_detail(movie_id):
     """Return a film with related films; count the click and the client's view."""
-    # The hottest route of the site. Its click goes to this process's click buffer
-    # (models.ClickBuffer), or, without one, is written here. Its live counts (and a
-    # client's rating) are read in the statements that count the view, after the
-    # writes: one round trip on MariaDB. A client's footprint is conditioned on the
-    # password hash their session was last accepted with, so the insert vouches
-    # for the session; on a first view in this worker, or after a change, the
-    # check is read first and the view counted after it.
+    # The hottest route of the site. Its click, and a client's footprint, go to this
+    # process's view buffer (models.ViewBuffer): the page is then one read of the
+    # film's live counts (and the client's rating and session check). Without a
+    # buffer (CLICK_FLUSH_SECONDS=0) they are written here, and the live counts are
+    # read in the statements that write them: one round trip on MariaDB. A client's
+    # footprint is conditioned on the password hash their session was last accepted
+    # with, so the insert vouches for the session; on a first view in this worker,
+    # or after a change, the check is read first and the view counted after it.
     claimed = claimed_client_id()
     parameters = {"movie_id": movie_id, "client_id": claimed, "viewed_at": utcnow()}
     # HEAD (link prefetchers, monitors) shows the page without counting a view.
     counting = request.method != "HEAD"
-    buffer = current_app.extensions.get("clicks")
+    buffer = current_app.extensions.get("views")
     count_view = [COUNT_VIEW] if counting and buffer is None else []
     clicked = footprinted = False
     if claimed is None:
@@ -424,7 +429,7 @@ def movie_detail(movie_id):
     else:
         row = None
         password_hash = parameters["password_hash"] = checked_password_hash(claimed)
-        if counting and password_hash is not None:
+        if counting and password_hash is not None and buffer is None:
             if insert_returning():
                 counts, row = write_together(
                     [*count_view, ADD_FOOTPRINT_RETURNING], parameters
@@ -444,8 +449,19 @@ def movie_detail(movie_id):
 
     later = [COUNT_VIEW] if count_view and not clicked else []
     if counting and client_id is not None and not footprinted:
-        later.append(ADD_FOOTPRINT)
-        parameters["password_hash"] = row.client_password_hash
+        if buffer is not None:
+            buffer.add_footprint(
+                PendingFootprint(
+                    client_id,
+                    movie_id,
+                    parameters["viewed_at"],
+                    row.client_created_at,
+                    row.views_cleared or 0,
+                )
+            )
+        else:
+            later.append(ADD_FOOTPRINT)
+            parameters["password_hash"] = row.client_password_hash
     if later:
         counts, _ = write_together(later, parameters)
         if later[0] is COUNT_VIEW and not counts[0]:  # deleted by an admin meanwhile
@@ -664,11 +680,24 @@ def my_ratings(args):
     return jsonify(_page_of(args, total, items))
 
 
+def _write_buffered_views():
+    buffer = current_app.extensions.get("views")
+    if buffer is not None:
+        try:
+            buffer.flush()
+        except Exception as exc:  # kept for the writer's next try
+            logger.warning("film views not written before a history: %r", exc)
+
+
 @bp.route("/me/history", methods=["GET"])
 @bp.arguments(PageQuerySchema, location="query")
 @bp.alt_response(200, schema=HistoryPageSchema, success=True)
 def my_history(args):
     """Return the films the client viewed, most recently viewed first."""
+    # This process's buffered views first (before this request's transaction
+    # starts, so it sees them); other processes' follow within their
+    # CLICK_FLUSH_SECONDS.
+    _write_buffered_views()
     client = require_client()
     offset = (args["page"] - 1) * args["per_page"]
 
@@ -716,6 +745,12 @@ def clear_history():
     ).rowcount
     # SQLite may give the next view the id of the latest one deleted here.
     db.session.execute(history_changed([client.id]))
+    # Views still buffered in any process (models.ViewBuffer) are not written now.
+    db.session.execute(
+        update(Client)
+        .where(Client.id == client.id)
+        .values(views_cleared=func.coalesce(Client.views_cleared, 0) + 1)
+    )
     db.session.commit()
 
     return jsonify({"deleted": deleted})

@@ -6,7 +6,7 @@ logs in a client with a history (20 ratings, 10 views) and drives load from wrk,
 second process: the floor (``/api/ping``, the same app, no database), home and detail
 (cycling over every film id), each as a visitor and logged in, and the film pages
 again on a second instance that writes each view's click (``CLICK_FLUSH_SECONDS=0``;
-the default batches them, models.ClickBuffer). Each route is measured
+the default batches them, models.ViewBuffer). Each route is measured
 ``--runs`` times in turn within one run of the floor, and the medians are printed:
 req/s, p50, p99, the share of the floor's throughput and p99 relative to the floor's.
 

@@ -1,4 +1,4 @@
-"""Film clicks counted in the process and written in batches (models.ClickBuffer).
+"""Film clicks counted in the process and written in batches (models.ViewBuffer).
 
 The rest of the suite runs with CLICK_FLUSH_SECONDS=0 (each view writes its click);
 production's default batches them. tests/test_scale_out.py covers real gunicorn
@@ -18,7 +18,7 @@ from werkzeug.test import Client
 
 import models
 from config import ConfigError, load_settings
-from models import ClickBuffer, Footprint, Movie, db
+from models import ViewBuffer, Footprint, Movie, db
 from models import Client as Account
 
 pytestmark = pytest.mark.usefixtures("json_secret_scan")
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.usefixtures("json_secret_scan")
 def buffered(app):
     """The seeded app with a click buffer whose writer waits an hour."""
     seed(app)
-    buffer = app.extensions["clicks"] = ClickBuffer(app, 3600)
+    buffer = app.extensions["views"] = ViewBuffer(app, 3600)
     yield app, buffer
     buffer.close()  # into this test's database, before it is dropped
 
@@ -57,14 +57,15 @@ def test_clicks_show_at_once_and_reach_the_database_in_one_batch(buffered, auth)
     assert shown_clicks(client, 5) == 1
     # HEAD counts nothing (a plain werkzeug client: the JSON scan wants a body).
     assert Client(app).head("/api/movies/detail/4").status_code == 200
-    # The footprint is written with the view; the clicks wait for the batch.
-    assert count_rows(app, Footprint, client_id=user["id"]) == 2
+    # The clicks and the footprints wait for the batch.
+    assert count_rows(app, Footprint, client_id=user["id"]) == 0
     assert stored_clicks(app, 4, 5) == {4: 0, 5: 0}
     assert (buffer.unwritten(4), buffer.unwritten(5)) == (3, 1)
 
     assert buffer.flush() == 2
 
     assert stored_clicks(app, 4, 5) == {4: 3, 5: 1}
+    assert count_rows(app, Footprint, client_id=user["id"]) == 2
     assert buffer.unwritten(4) == 0
     assert buffer.flush() == 0
     assert shown_clicks(visitor, 4) == 4
@@ -81,9 +82,10 @@ def test_a_film_page_writes_no_click_of_its_own(buffered, auth):
     with StatementCounter() as for_client:
         assert shown_clicks(client, 2) == 3
 
+    # The film's live counts (and the client's rating and session check): the
+    # click and the footprint wait in the buffer.
     assert [sql.split()[0] for sql in for_visitor.statements] == ["SELECT"]
-    # The footprint, returning the film's counts and the client's rating.
-    assert [sql.split()[0] for sql in for_client.statements] == ["INSERT"]
+    assert [sql.split()[0] for sql in for_client.statements] == ["SELECT"]
     assert (for_visitor.round_trips, for_client.round_trips) == (1, 1)
 
 
@@ -109,7 +111,7 @@ def test_a_failed_write_keeps_the_clicks_for_the_next(buffered, monkeypatch):
 
 def test_the_writer_writes_each_interval_and_rests_when_idle(app):
     seed(app)
-    buffer = app.extensions["clicks"] = ClickBuffer(app, 0.05)
+    buffer = app.extensions["views"] = ViewBuffer(app, 0.05)
     http = app.test_client()
     for _ in range(3):
         shown_clicks(http, 3)
@@ -237,7 +239,7 @@ def test_flush_returns_only_once_clicks_taken_by_a_write_in_flight_are_written(
     assert entered.wait(5)
 
     # The exit flush, while the interval's write is in flight.
-    done = threading.Thread(target=models.flush_clicks)
+    done = threading.Thread(target=models.flush_views)
     done.start()
     done.join(0.5)
     exit_flush_returned_early = not done.is_alive()
@@ -246,7 +248,7 @@ def test_flush_returns_only_once_clicks_taken_by_a_write_in_flight_are_written(
     done.join(10)
     assert not errors
     assert not exit_flush_returned_early, (
-        "flush_clicks() returned while 3 clicks were still being written"
+        "flush_views() returned while 3 clicks were still being written"
     )
 
 
@@ -313,11 +315,14 @@ def test_buffered_client_pages_survive_password_change_and_disabling(
 
     body = browser.get("/api/movies/detail/4").get_json()
     assert (body["click_count"], body["my_rating"]) == (3, None)
+    # Views made before the change still count; the refused session's does not.
+    buffer.flush()
     assert count_rows(app, Footprint, client_id=user["id"]) == 2
     body = other.get("/api/movies/detail/4").get_json()
     assert (body["click_count"], body["my_rating"]) == (4, 2)
     body = other.get("/api/movies/detail/4").get_json()
     assert (body["click_count"], body["my_rating"]) == (5, 2)
+    buffer.flush()
     assert count_rows(app, Footprint, client_id=user["id"]) == 4
 
     with app.app_context():
@@ -325,11 +330,11 @@ def test_buffered_client_pages_survive_password_change_and_disabling(
         db.session.commit()
     body = other.get("/api/movies/detail/4").get_json()
     assert (body["click_count"], body["my_rating"]) == (6, None)
-    assert count_rows(app, Footprint, client_id=user["id"]) == 4
     # HEAD counts nothing for anyone.
     assert Client(app).head("/api/movies/detail/4").status_code == 200
-    assert buffer.unwritten(4) == 6
+    assert buffer.unwritten(4) == 1
     buffer.flush()
+    assert count_rows(app, Footprint, client_id=user["id"]) == 4
     assert stored_clicks(app, 4) == {4: 6}
 
 
@@ -382,8 +387,119 @@ def test_clicks_of_a_write_failing_while_the_exit_flush_runs_are_not_lost(
     assert entered.wait(5)
     threading.Timer(0.3, release.set).start()
 
-    models.flush_clicks()  # worker_exit / atexit
+    models.flush_views()  # worker_exit / atexit
 
     writer.join(10)
     assert len(errors) == 1
     assert stored_clicks(app, 5) == {5: 3}
+
+
+# Client footprints in the buffer --------------------------------------------------
+
+
+def history_ids(http):
+    response = http.get("/api/me/history")
+    assert response.status_code == 200
+    return [item["movie"]["id"] for item in response.get_json()["items"]]
+
+
+def footprints_of(app, client_id):
+    with app.app_context():
+        rows = db.session.execute(
+            select(Footprint.movie_id)
+            .where(Footprint.client_id == client_id)
+            .order_by(Footprint.id)
+        )
+        return list(rows.scalars())
+
+
+def test_a_history_shows_this_processs_buffered_views_at_once_in_order(
+    buffered, auth
+):
+    app, buffer = buffered
+    browser = app.test_client()
+    user = auth.register_and_login(browser)
+    for movie_id in (7, 3, 9, 3):
+        shown_clicks(browser, movie_id)
+    assert footprints_of(app, user["id"]) == []
+
+    assert history_ids(browser) == [3, 9, 7]  # the history wrote them first
+
+    assert footprints_of(app, user["id"]) == [7, 3, 9, 3]  # in the order made
+    assert stored_clicks(app, 3, 7, 9) == {3: 2, 7: 1, 9: 1}
+    assert buffer.unwritten(3) == 0
+
+
+def test_views_buffered_before_a_clear_in_another_process_are_not_written(
+    buffered, auth
+):
+    app, buffer = buffered
+    browser = app.test_client()
+    user = auth.register_and_login(browser)
+    shown_clicks(browser, 2)
+    buffer.flush()
+    shown_clicks(browser, 5)  # waits in this "process"'s buffer
+    # Another process clears the views (its own buffer is empty).
+    other_process = ViewBuffer(app, 3600)
+    app.extensions["views"] = other_process
+    cleared = browser.delete("/api/me/history")
+    assert (cleared.status_code, cleared.get_json()["deleted"]) == (200, 1)
+    app.extensions["views"] = buffer
+
+    buffer.flush()
+    assert footprints_of(app, user["id"]) == []
+    shown_clicks(browser, 6)  # a view after the clear counts
+    assert history_ids(browser) == [6]
+    assert stored_clicks(app, 2, 5, 6) == {2: 1, 5: 1, 6: 1}
+    other_process.close()
+
+
+def test_views_of_deleted_films_and_accounts_are_dropped(buffered, auth):
+    app, buffer = buffered
+    stays, goes = app.test_client(), app.test_client()
+    kept = auth.register_and_login(stays)
+    gone = auth.register_and_login(goes)
+    for movie_id in (1, 3, 4):
+        shown_clicks(stays, movie_id)
+        shown_clicks(goes, movie_id)
+    admin = app.test_client()
+    auth.login(admin, ADMIN_USERNAME, ADMIN_PASSWORD, role="admin")
+    assert admin.delete("/api/admin/movies/3").status_code == 200
+    assert admin.delete(f"/api/admin/clients/{gone['id']}").status_code == 200
+    # A view whose account was replaced by a new one with its id (SQLite may
+    # reuse the id of the latest account deleted): another creation time.
+    with app.app_context():
+        created_at = db.session.get(Account, kept["id"]).created_at
+    buffer.add_footprint(
+        models.PendingFootprint(
+            kept["id"], 4, models.utcnow(), created_at.replace(year=2001), 0
+        )
+    )
+
+    assert buffer.flush() == 3
+
+    assert footprints_of(app, kept["id"]) == [1, 4]
+    assert footprints_of(app, gone["id"]) == []
+
+
+def test_a_failed_write_keeps_the_footprints_for_the_next(
+    buffered, auth, monkeypatch
+):
+    app, buffer = buffered
+    browser = app.test_client()
+    user = auth.register_and_login(browser)
+    shown_clicks(browser, 8)
+    real_write = models.write_footprints
+
+    def lost_database(footprints):
+        raise OperationalError("INSERT footprint", {}, Exception("gone away"))
+
+    monkeypatch.setattr(models, "write_footprints", lost_database)
+    with pytest.raises(OperationalError):
+        buffer.flush()
+    shown_clicks(browser, 9)  # made while the database was away
+    monkeypatch.setattr(models, "write_footprints", real_write)
+
+    assert buffer.flush() == 2
+    assert footprints_of(app, user["id"]) == [8, 9]
+    assert stored_clicks(app, 8, 9) == {8: 1, 9: 1}
