@@ -55,7 +55,6 @@ from models import (
     Client,
     Footprint,
     Movie,
-    PendingFootprint,
     Rating,
     damped_score,
     db,
@@ -64,6 +63,7 @@ from models import (
     insert_returning,
     iso,
     movie_counts_json,
+    pending_footprint,
     read_row,
     rescore_movies,
     utcnow,
@@ -451,7 +451,7 @@ def movie_detail(movie_id):
     if counting and client_id is not None and not footprinted:
         if buffer is not None:
             buffer.add_footprint(
-                PendingFootprint(
+                pending_footprint(
                     client_id,
                     movie_id,
                     parameters["viewed_at"],

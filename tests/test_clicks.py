@@ -18,8 +18,8 @@ from werkzeug.test import Client
 
 import models
 from config import ConfigError, load_settings
-from models import ViewBuffer, Footprint, Movie, db
 from models import Client as Account
+from models import Footprint, Movie, ViewBuffer, db
 
 pytestmark = pytest.mark.usefixtures("json_secret_scan")
 
@@ -413,9 +413,7 @@ def footprints_of(app, client_id):
         return list(rows.scalars())
 
 
-def test_a_history_shows_this_processs_buffered_views_at_once_in_order(
-    buffered, auth
-):
+def test_a_history_shows_this_processs_buffered_views_at_once_in_order(buffered, auth):
     app, buffer = buffered
     browser = app.test_client()
     user = auth.register_and_login(browser)
@@ -471,7 +469,7 @@ def test_views_of_deleted_films_and_accounts_are_dropped(buffered, auth):
     with app.app_context():
         created_at = db.session.get(Account, kept["id"]).created_at
     buffer.add_footprint(
-        models.PendingFootprint(
+        models.pending_footprint(
             kept["id"], 4, models.utcnow(), created_at.replace(year=2001), 0
         )
     )
@@ -482,9 +480,7 @@ def test_views_of_deleted_films_and_accounts_are_dropped(buffered, auth):
     assert footprints_of(app, gone["id"]) == []
 
 
-def test_a_failed_write_keeps_the_footprints_for_the_next(
-    buffered, auth, monkeypatch
-):
+def test_a_failed_write_keeps_the_footprints_for_the_next(buffered, auth, monkeypatch):
     app, buffer = buffered
     browser = app.test_client()
     user = auth.register_and_login(browser)
