@@ -173,6 +173,55 @@ def test_a_stopping_instance_writes_its_unwritten_clicks(scale_env):
     assert scale_clicks(11) == 3
 
 
+def scale_client(base):
+    http = requests.Session()
+    credentials = {
+        "username": "scale_" + secrets.token_hex(3),
+        "password": "scale-out-pass-1",
+    }
+    assert http.post(f"{base}/api/auth/register", json=credentials).status_code == 201
+    assert http.post(f"{base}/api/auth/login", json=credentials).status_code == 200
+    return http
+
+
+def history(http, base):
+    response = http.get(f"{base}/api/me/history", timeout=5)
+    assert response.status_code == 200
+    return [(item["movie"]["id"], item["views"]) for item in response.json()["items"]]
+
+
+def test_views_on_both_instances_reach_the_history_within_the_interval(
+    two_instances,
+):
+    first, second = two_instances
+    http = scale_client(first)
+    for base, movie_id in ((first, 21), (second, 22), (second, 21)):
+        assert http.get(f"{base}/api/movies/detail/{movie_id}").status_code == 200
+    # The instance read from writes its own views first; the other's follow
+    # within its CLICK_FLUSH_SECONDS (1 s here).
+    deadline = time.monotonic() + 10
+    while len(history(http, first)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert history(http, first) == [(21, 2), (22, 1)]
+    assert history(http, second) == [(21, 2), (22, 1)]
+
+
+def test_a_stopping_instance_writes_its_unwritten_views(scale_env, two_instances):
+    first, _ = two_instances
+    process, base = start_instance(
+        dict(scale_env, CLICK_FLUSH_SECONDS="3600"), free_port()
+    )
+    http = scale_client(first)
+    try:
+        for movie_id in (23, 24):
+            assert http.get(f"{base}/api/movies/detail/{movie_id}").status_code == 200
+        assert history(http, first) == []
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+    assert history(http, first) == [(24, 1), (23, 1)]
+
+
 def test_session_made_on_one_instance_is_accepted_by_the_other(two_instances):
     first, second = two_instances
     http = requests.Session()
