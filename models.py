@@ -476,6 +476,9 @@ def pending_footprint(client_id, movie_id, viewed_at, client_created_at, views_c
 
 # Views per INSERT when footprints are written in a batch.
 FOOTPRINTS_PER_STATEMENT = 500
+# Views a process keeps while its writes fail (about a minute of a busy worker's);
+# beyond it the oldest are dropped, so a long outage cannot exhaust memory.
+MAX_BUFFERED_FOOTPRINTS = 100_000
 
 
 def write_footprints(footprints):
@@ -484,11 +487,31 @@ def write_footprints(footprints):
     Views of films or accounts deleted since, and those made before the client
     cleared their views, are dropped; the rest are inserted in the order they were
     made (a view made before its account was disabled or given another password
-    still counts). Returns the number of views kept for the insert.
+    still counts). The films and accounts checked are locked until the insert is
+    committed: on MySQL with shared row locks taken in the order every writer of
+    this app takes them (films by ascending id, then accounts), so a rating, a clear
+    or another worker's batch waits instead of deadlocking; on SQLite by taking the
+    database's write lock first. Returns the number of views written.
     """
     client_ids = sorted({footprint.client_id for footprint in footprints})
+    movie_ids = sorted({footprint.movie_id for footprint in footprints})
+    listed = ",".join(map(str, movie_ids))
     mysql = db.engine.dialect.name == "mysql"
+    lock = " LOCK IN SHARE MODE" if mysql else ""
+    # Plain SQL made of integers, like the click batches.
     with db.engine.begin() as connection:
+        if not mysql:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        found = connection.exec_driver_sql(
+            f"SELECT COUNT(*) FROM movie WHERE id IN ({listed}){lock}"
+        ).scalar()
+        films = set(movie_ids)
+        if found != len(movie_ids):  # some were deleted since
+            films = set(
+                connection.exec_driver_sql(
+                    f"SELECT id FROM movie WHERE id IN ({listed})"
+                ).scalars()
+            )
         accounts = {
             row.id: (row.created_at, row.views_cleared or 0)
             for row in connection.execute(
@@ -498,36 +521,14 @@ def write_footprints(footprints):
         values = [
             footprint.values
             for footprint in footprints
-            if accounts.get(footprint.client_id)
+            if footprint.movie_id in films
+            and accounts.get(footprint.client_id)
             == (footprint.client_created_at, footprint.views_cleared)
         ]
-        if mysql:
-            # IGNORE skips a view whose film was deleted since (its foreign key
-            # fails), with a warning: no read of the films first.
-            verb = "INSERT IGNORE INTO"
-        else:
-            verb = "INSERT INTO"
-            movie_ids = ",".join(
-                str(movie_id) for movie_id in {f.movie_id for f in footprints}
-            )
-            # Plain SQL made of integers, like the click batches.
-            films = {
-                row[0]
-                for row in connection.exec_driver_sql(
-                    f"SELECT id FROM movie WHERE id IN ({movie_ids})"
-                )
-            }
-            values = [
-                footprint.values
-                for footprint in footprints
-                if footprint.movie_id in films
-                and accounts.get(footprint.client_id)
-                == (footprint.client_created_at, footprint.views_cleared)
-            ]
         for start in range(0, len(values), FOOTPRINTS_PER_STATEMENT):
             rows = ",".join(values[start : start + FOOTPRINTS_PER_STATEMENT])
             connection.exec_driver_sql(
-                f"{verb} footprint (client_id, movie_id, viewed_at) VALUES {rows}"
+                f"INSERT INTO footprint (client_id, movie_id, viewed_at) VALUES {rows}"
             )
     return len(values)
 
@@ -592,7 +593,12 @@ class ViewBuffer:
             return self._pending.get(movie_id, 0) + self._in_flight.get(movie_id, 0)
 
     def flush(self):
-        """Write the unwritten views now; return the number of films clicked."""
+        """Write the unwritten views now; return the number of films clicked.
+
+        The footprints and the clicks are written in transactions of their own: a
+        failure of one keeps its views for the next try (and is raised) without
+        holding the other back.
+        """
         with self._write_lock:
             with self._lock:
                 pending, self._pending = self._pending, {}
@@ -600,25 +606,38 @@ class ViewBuffer:
                 self._in_flight = pending
             if not pending and not footprints:
                 return 0
-            try:
-                with self.app.app_context():
-                    if footprints:
+            failure = None
+            with self.app.app_context():
+                if footprints:
+                    try:
                         write_footprints(footprints)
-                        footprints = []
-                    if pending:
+                    except Exception as exc:
+                        failure = exc
+                        self._keep_footprints(footprints)
+                if pending:
+                    try:
                         write_clicks(pending)
-            except Exception:
-                with self._lock:  # keep them, with any counted meanwhile
-                    for movie_id, clicks in pending.items():
-                        self._pending[movie_id] = (
-                            self._pending.get(movie_id, 0) + clicks
-                        )
-                    self._footprints[:0] = footprints  # older first
-                    self._in_flight = {}
-                raise
+                    except Exception as exc:
+                        failure = failure or exc
+                        with self._lock:  # keep them, with any counted meanwhile
+                            for movie_id, clicks in pending.items():
+                                self._pending[movie_id] = (
+                                    self._pending.get(movie_id, 0) + clicks
+                                )
             with self._lock:
                 self._in_flight = {}
+            if failure is not None:
+                raise failure
             return len(pending)
+
+    def _keep_footprints(self, footprints):
+        with self._lock:
+            self._footprints[:0] = footprints  # older first
+            dropped = len(self._footprints) - MAX_BUFFERED_FOOTPRINTS
+            if dropped > 0:  # the database has been away for long: keep the newest
+                del self._footprints[:dropped]
+        if dropped > 0:
+            logger.error("%d buffered film views dropped (database away)", dropped)
 
     def close(self):
         """Write what is left, and leave the exit's list (an app being torn down)."""
@@ -974,7 +993,10 @@ class Footprint(db.Model):
         }
 
 
-# What write_footprints checks buffered views against.
-_FOOTPRINT_ACCOUNTS = select(Client.id, Client.created_at, Client.views_cleared).where(
-    Client.id.in_(bindparam("client_ids", expanding=True))
+# What write_footprints checks buffered views against, locked (after the films).
+_FOOTPRINT_ACCOUNTS = (
+    select(Client.id, Client.created_at, Client.views_cleared)
+    .where(Client.id.in_(bindparam("client_ids", expanding=True)))
+    .order_by(Client.id)
+    .with_for_update(read=True)
 )

@@ -236,6 +236,10 @@ def delete_client(client_id):
     movie_ids = db.session.scalars(
         select(Movie.id).where(Movie.id.in_(rated)).order_by(Movie.id).with_for_update()
     ).all()
+    # Then the account, before its footprints (a batch of views locks the same way).
+    db.session.execute(
+        select(Client.id).where(Client.id == client_id).with_for_update()
+    )
     db.session.execute(delete(Rating).where(Rating.client_id == client_id))
     db.session.execute(delete(Footprint).where(Footprint.client_id == client_id))
     db.session.execute(delete(Client).where(Client.id == client_id))
@@ -290,6 +294,9 @@ def update_movie(data, movie_id):
 @bp.alt_response(200, schema=DeletedSchema, success=True)
 def delete_movie(movie_id):
     """Delete a film with its ratings and footprints."""
+    # The film's row before its raters' (the order of rating changes and batches
+    # of views), so they wait for each other instead of deadlocking.
+    db.session.execute(select(Movie.id).where(Movie.id == movie_id).with_for_update())
     raters = select(Rating.client_id).where(Rating.movie_id == movie_id)
     db.session.execute(history_changed(raters))
     db.session.execute(delete(Rating).where(Rating.movie_id == movie_id))

@@ -697,7 +697,8 @@ def my_history(args):
     # This process's buffered views first (before this request's transaction
     # starts, so it sees them); other processes' follow within their
     # CLICK_FLUSH_SECONDS.
-    _write_buffered_views()
+    if claimed_client_id() is not None:
+        _write_buffered_views()
     client = require_client()
     offset = (args["page"] - 1) * args["per_page"]
 
@@ -706,7 +707,9 @@ def my_history(args):
             Footprint.client_id == client.id
         )
     )
-    # Ids grow with time and, unlike DATETIME on MariaDB, never tie within a second.
+    # Most recent view first: views are written in batches per process, so a later
+    # view can have a smaller id than an earlier one; the id breaks ties within a
+    # second (DATETIME on MariaDB).
     rows = db.session.execute(
         select(
             Footprint.movie_id,
@@ -716,7 +719,7 @@ def my_history(args):
         )
         .where(Footprint.client_id == client.id)
         .group_by(Footprint.movie_id)
-        .order_by(desc("last_id"))
+        .order_by(desc("last_viewed"), desc("last_id"))
         .offset(offset)
         .limit(args["per_page"])
     ).all()
@@ -740,17 +743,18 @@ def clear_history():
     """Forget every film the client viewed."""
     client = require_client()
 
-    deleted = db.session.execute(
-        delete(Footprint).where(Footprint.client_id == client.id)
-    ).rowcount
+    # The client's row first (as a batch of views locks it before inserting): views
+    # still buffered in any process (models.ViewBuffer) are then not written, and
     # SQLite may give the next view the id of the latest one deleted here.
-    db.session.execute(history_changed([client.id]))
-    # Views still buffered in any process (models.ViewBuffer) are not written now.
     db.session.execute(
         update(Client)
         .where(Client.id == client.id)
         .values(views_cleared=func.coalesce(Client.views_cleared, 0) + 1)
     )
+    db.session.execute(history_changed([client.id]))
+    deleted = db.session.execute(
+        delete(Footprint).where(Footprint.client_id == client.id)
+    ).rowcount
     db.session.commit()
 
     return jsonify({"deleted": deleted})

@@ -493,9 +493,115 @@ def test_a_failed_write_keeps_the_footprints_for_the_next(buffered, auth, monkey
     monkeypatch.setattr(models, "write_footprints", lost_database)
     with pytest.raises(OperationalError):
         buffer.flush()
-    shown_clicks(browser, 9)  # made while the database was away
+    assert stored_clicks(app, 8) == {8: 1}  # the clicks did not wait for them
+    shown_clicks(browser, 9)  # made while the footprints could not be written
     monkeypatch.setattr(models, "write_footprints", real_write)
 
-    assert buffer.flush() == 2
+    assert buffer.flush() == 1
     assert footprints_of(app, user["id"]) == [8, 9]
     assert stored_clicks(app, 8, 9) == {8: 1, 9: 1}
+
+
+def test_a_clear_during_a_batch_leaves_none_of_the_views_made_before_it(buffered, auth):
+    app, buffer = buffered
+    browser = app.test_client()
+    user = auth.register_and_login(browser)
+    with app.app_context():
+        created_at = db.session.get(Account, user["id"]).created_at
+    other_process = ViewBuffer(app, 3600)
+    clear = {}
+
+    def clear_elsewhere():
+        # Another process (its buffer empty) clears the views.
+        app.extensions["views"] = other_process
+        clear["response"] = browser.delete("/api/me/history")
+
+    class ClearsWhenChecked:
+        """The view's account creation time: comparing it, while the batch has
+        read the accounts and not yet inserted, starts the clear."""
+
+        def __eq__(self, other):
+            if not clear:
+                clear["thread"] = threading.Thread(target=clear_elsewhere)
+                clear["thread"].start()
+                time.sleep(0.3)  # the clear reaches the database meanwhile
+            return other == created_at
+
+        __hash__ = None
+
+    shown_clicks(browser, 4)
+    buffer.add_footprint(
+        models.pending_footprint(user["id"], 5, models.utcnow(), ClearsWhenChecked(), 0)
+    )
+    buffer.flush()  # the clear waits for the batch, then deletes its views
+    clear["thread"].join(30)
+    app.extensions["views"] = buffer
+    other_process.close()
+
+    assert clear["response"].status_code == 200
+    assert clear["response"].get_json()["deleted"] == 2
+    assert footprints_of(app, user["id"]) == []
+
+
+def test_a_history_lists_views_by_time_whichever_process_wrote_them_first(
+    buffered, auth
+):
+    app, first_worker = buffered
+    browser = app.test_client()
+    user = auth.register_and_login(browser)
+    with app.app_context():
+        created_at = db.session.get(Account, user["id"]).created_at
+    earlier = models.utcnow()
+    later = earlier.replace(year=earlier.year + 1)
+    second_worker = ViewBuffer(app, 3600)
+    first_worker.add_footprint(
+        models.pending_footprint(user["id"], 7, earlier, created_at, 0)
+    )
+    second_worker.add_footprint(
+        models.pending_footprint(user["id"], 3, later, created_at, 0)
+    )
+    second_worker.close()  # its interval came first: the later view has the lower id
+
+    assert history_ids(browser) == [3, 7]
+    assert footprints_of(app, user["id"]) == [3, 7]
+
+
+def test_a_batch_of_views_waits_for_a_rating_instead_of_deadlocking(
+    buffered, auth, backend
+):
+    app, buffer = buffered
+    if backend != "mysql":  # SQLite has one writer at a time: no row locks
+        assert buffer.flush() == 0
+        return
+    rater, viewer = app.test_client(), app.test_client()
+    rater_user = auth.register_and_login(rater)
+    auth.register_and_login(viewer)
+    shown_clicks(rater, 5)  # the batch locks the rater's account
+    shown_clicks(viewer, 3)  # and film 3, which is being rated
+    with app.app_context():
+        engine = db.engine
+    outcome = {}
+    with engine.connect() as rating:
+        transaction = rating.begin()
+        rating.exec_driver_sql("SET SESSION innodb_lock_wait_timeout = 10")
+        # A rating change's locks, in its order: the film, then the account.
+        rating.exec_driver_sql("SELECT id FROM movie WHERE id = 3 FOR UPDATE").all()
+
+        def flush():
+            try:
+                outcome["flush"] = buffer.flush()
+            except Exception as exc:
+                outcome["flush"] = repr(exc)
+
+        writer = threading.Thread(target=flush)
+        writer.start()
+        time.sleep(0.5)  # the batch waits for film 3, holding no account yet
+        rating.exec_driver_sql(
+            "UPDATE client SET history_version = COALESCE(history_version, 0) + 1"
+            f" WHERE id = {int(rater_user['id'])}"
+        )
+        transaction.commit()
+        writer.join(20)
+
+    assert outcome == {"flush": 2}
+    assert footprints_of(app, rater_user["id"]) == [5]
