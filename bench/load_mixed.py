@@ -11,7 +11,8 @@ from this second process on loopback for ``--duration`` seconds:
   chat with the AI expert (plain and streamed) through the fake provider.
 
 Afterwards it reads the database and checks that each film's click_count rose by
-exactly the film pages answered, that the rating table holds exactly each client's
+exactly the film pages answered, that each client's footprints are exactly the
+film pages it was answered, that the rating table holds exactly each client's
 last rating, and that every touched film's rating_count and score equal what the
 rating table says (score to the database's AVG precision). It prints requests,
 errors, p50 and p99 per route and exits 1 on any 5xx, transport error or mismatch.
@@ -176,6 +177,7 @@ class User(threading.Thread):
         self.deadline = deadline
         self.rng = random.Random(seed)
         self.http = requests.Session()
+        self.views = Counter()  # film pages answered, by film
 
     def call(self, method, route, path, **kwargs):
         return self.recorder.call(self.http, method, route, self.base + path, **kwargs)
@@ -187,6 +189,7 @@ class User(threading.Thread):
         if response is not None and response.status_code == 200:
             with self.recorder.lock:
                 self.recorder.clicks[movie_id] += 1
+            self.views[movie_id] += 1
 
     def browse(self):
         rng = self.rng
@@ -313,6 +316,20 @@ def verify(engine, before_clicks, base_ratings, recorder, clients):
                 problems.append(
                     f"{user.username}: ratings {stored} != sent {user.expected}"
                 )
+            viewed = dict(
+                conn.execute(
+                    text(
+                        "SELECT movie_id, COUNT(*) FROM footprint"
+                        " WHERE client_id = :c GROUP BY movie_id"
+                    ),
+                    {"c": user.client_id},
+                ).all()
+            )
+            if viewed != dict(user.views):
+                problems.append(
+                    f"{user.username}: footprints {viewed} != film pages "
+                    f"{dict(user.views)}"
+                )
             for movie_id, rating in user.expected.items():
                 expected_totals[movie_id][0] += 1
                 expected_totals[movie_id][1] += rating
@@ -433,9 +450,11 @@ def main(argv=None):
         engine.dispose()
         clicks = sum(recorder.clicks.values())
         ratings = sum(len(user.expected) for user in clients)
+        views = sum(sum(user.views.values()) for user in clients)
         print(
             f"checked: {clicks} film pages -> click_count on {len(before_clicks)} "
-            f"films; {ratings} final ratings of {len(clients)} clients; score and "
+            f"films; {views} clients' film pages -> footprints; "
+            f"{ratings} final ratings of {len(clients)} clients; score and "
             f"rating_count of {len(HOT_FILMS)} rated films"
         )
         log = log_path.read_text()
