@@ -149,8 +149,8 @@ def load_settings(environ=None, *, load_dotenv_file=True):
         "CATALOGUE_STAMP": env.get("CATALOGUE_STAMP")
         or str(INSTANCE_DIR / "catalogue.version"),
         "CATALOGUE_TTL": _int(env, "CATALOGUE_TTL", 300),
-        # Film clicks are written in batches this often (models.ViewBuffer); 0
-        # writes each view's click with the view.
+        # Film clicks and clients' views are written in batches this often
+        # (models.ViewBuffer); 0 writes each view with its page.
         "CLICK_FLUSH_SECONDS": _float(env, "CLICK_FLUSH_SECONDS", 1.0),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",

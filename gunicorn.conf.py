@@ -86,7 +86,7 @@ def post_fork(server, worker):
 
 
 def worker_exit(server, worker):
-    """Write the worker's unwritten film clicks before it goes (models.ViewBuffer)."""
+    """Write the worker's unwritten film views before it goes (models.ViewBuffer)."""
     from models import flush_views
 
     flush_views()

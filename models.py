@@ -660,13 +660,28 @@ class ViewBuffer:
 _view_buffers = weakref.WeakSet()
 
 
+def write_buffered_views(before):
+    """Write the current app's buffered views now, for a read that must see them.
+
+    Other processes' views follow within their CLICK_FLUSH_SECONDS. A failure is
+    logged (``before`` names the read) and the views stay for the writer's next try.
+    """
+    buffer = current_app.extensions.get("views")
+    if buffer is None:
+        return
+    try:
+        buffer.flush()
+    except Exception as exc:
+        logger.warning("film views not written before %s: %r", before, exc)
+
+
 def flush_views():
-    """Write every buffer's unwritten clicks (a worker's exit); log what fails."""
+    """Write every buffer's unwritten views (a worker's exit); log what fails."""
     for buffer in list(_view_buffers):
         try:
             buffer.flush()
         except Exception:
-            logger.exception("film clicks lost at exit")
+            logger.exception("film views lost at exit")
 
 
 def _drop_parents_views():

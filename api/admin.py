@@ -45,6 +45,7 @@ from models import (
     iso,
     read_row,
     utcnow,
+    write_buffered_views,
 )
 
 logger = logging.getLogger(__name__)
@@ -115,14 +116,7 @@ STATS = select(
 @bp.alt_response(200, schema=StatsSchema, success=True)
 def stats():
     """Counts for the dashboard and the loaded model's metrics."""
-    # This process's unwritten clicks first; other workers' follow within their
-    # CLICK_FLUSH_SECONDS.
-    buffer = current_app.extensions.get("views")
-    if buffer is not None:
-        try:
-            buffer.flush()
-        except Exception as exc:  # kept for the next try; the totals still answer
-            logger.warning("film clicks not written before stats: %r", exc)
+    write_buffered_views("stats")  # the totals still answer if it fails
     row = read_row(STATS, {})
     movie_count, total_clicks, rating_count = row[:3]
     by_source = {"registered": row.registered, "movielens": row.movielens}

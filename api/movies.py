@@ -67,6 +67,7 @@ from models import (
     read_row,
     rescore_movies,
     utcnow,
+    write_buffered_views,
     write_together,
 )
 
@@ -428,8 +429,11 @@ def movie_detail(movie_id):
             row = read_row(FILM_STATE, parameters)
     else:
         row = None
-        password_hash = parameters["password_hash"] = checked_password_hash(claimed)
-        if counting and password_hash is not None and buffer is None:
+        password_hash = None
+        if counting and buffer is None:
+            password_hash = checked_password_hash(claimed)
+            parameters["password_hash"] = password_hash
+        if password_hash is not None:
             if insert_returning():
                 counts, row = write_together(
                     [*count_view, ADD_FOOTPRINT_RETURNING], parameters
@@ -680,25 +684,15 @@ def my_ratings(args):
     return jsonify(_page_of(args, total, items))
 
 
-def _write_buffered_views():
-    buffer = current_app.extensions.get("views")
-    if buffer is not None:
-        try:
-            buffer.flush()
-        except Exception as exc:  # kept for the writer's next try
-            logger.warning("film views not written before a history: %r", exc)
-
-
 @bp.route("/me/history", methods=["GET"])
 @bp.arguments(PageQuerySchema, location="query")
 @bp.alt_response(200, schema=HistoryPageSchema, success=True)
 def my_history(args):
     """Return the films the client viewed, most recently viewed first."""
-    # This process's buffered views first (before this request's transaction
-    # starts, so it sees them); other processes' follow within their
-    # CLICK_FLUSH_SECONDS.
+    # This process's buffered views first, before this request's transaction
+    # starts, so it sees them.
     if claimed_client_id() is not None:
-        _write_buffered_views()
+        write_buffered_views("a history")
     client = require_client()
     offset = (args["page"] - 1) * args["per_page"]
 

@@ -89,17 +89,23 @@ def test_a_film_page_writes_no_click_of_its_own(buffered, auth):
     assert (for_visitor.round_trips, for_client.round_trips) == (1, 1)
 
 
+def fail_writes(monkeypatch, name):
+    """Make ``models.<name>`` fail as with the database gone; return the real one."""
+    real_write = getattr(models, name)
+
+    def lost_database(batch):
+        raise OperationalError(name, {}, Exception("server has gone away"))
+
+    monkeypatch.setattr(models, name, lost_database)
+    return real_write
+
+
 def test_a_failed_write_keeps_the_clicks_for_the_next(buffered, monkeypatch):
     app, buffer = buffered
     http = app.test_client()
     shown_clicks(http, 6)
     shown_clicks(http, 7)
-    real_write = models.write_clicks
-
-    def lost_database(clicks):
-        raise OperationalError("UPDATE movie", {}, Exception("server has gone away"))
-
-    monkeypatch.setattr(models, "write_clicks", lost_database)
+    real_write = fail_writes(monkeypatch, "write_clicks")
     with pytest.raises(OperationalError):
         buffer.flush()
     assert shown_clicks(http, 6) == 2  # counted while the database was away
@@ -485,12 +491,7 @@ def test_a_failed_write_keeps_the_footprints_for_the_next(buffered, auth, monkey
     browser = app.test_client()
     user = auth.register_and_login(browser)
     shown_clicks(browser, 8)
-    real_write = models.write_footprints
-
-    def lost_database(footprints):
-        raise OperationalError("INSERT footprint", {}, Exception("gone away"))
-
-    monkeypatch.setattr(models, "write_footprints", lost_database)
+    real_write = fail_writes(monkeypatch, "write_footprints")
     with pytest.raises(OperationalError):
         buffer.flush()
     assert stored_clicks(app, 8) == {8: 1}  # the clicks did not wait for them
